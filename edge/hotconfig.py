@@ -1,0 +1,219 @@
+"""Hot configuration: DataWatches on the cluster and group config, validated, last good kept.
+
+Two JSON documents in ZooKeeper configure every node of a group at run time:
+``<root>/config`` (all groups) and ``<root>/groups/<group>/config`` (overrides). Each key
+is validated; a document with bad JSON, an unknown key or a bad value is ignored as a
+whole (the last good version of that document stays in force) and the error is logged.
+The merged result is validated again (cross-field rules) and, if bad, the last good merged
+config stays in force. DataWatch coalesces quick changes and later calls run on kazoo's
+worker thread, so handling is state-based: each call recomputes from the latest data.
+
+The web tier validates the same rules before writing (``webapp/cluster.py`` keeps a copy;
+``tests/test_edge_hotconfig.py`` checks both copies on one table of cases).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+MAX_URLS = 16
+
+
+class ConfigError(ValueError):
+    """Raised when a config document or a merged config breaks a rule; names the key."""
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """The live configuration of a group's rounds, fusion and delivery.
+
+    ``round_timeout_s`` defaults to 0.8 × period and ``http_timeout_s`` to 0.4 × period,
+    so changing only the period keeps a valid config.
+    """
+
+    sampling_period_s: float = 1.0
+    round_timeout_s: float | None = None
+    api_urls: tuple[str, ...] = ()
+    fusion_k: float = 3.5
+    fusion_min_spread: float = 0.5
+    http_timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        period = self.sampling_period_s
+        if self.round_timeout_s is not None and self.round_timeout_s > period:
+            raise ConfigError("round_timeout_s must not exceed sampling_period_s")
+        if self.http_timeout_s is not None and self.http_timeout_s >= period:
+            raise ConfigError("http_timeout_s must be below sampling_period_s")
+
+    @property
+    def round_timeout(self) -> float:
+        return self.round_timeout_s if self.round_timeout_s is not None else 0.8 * self.sampling_period_s
+
+    @property
+    def http_timeout(self) -> float:
+        return self.http_timeout_s if self.http_timeout_s is not None else 0.4 * self.sampling_period_s
+
+
+def _positive(name: str, low: float = 0.0, high: float = 3600.0) -> Callable[[object], float]:
+    def check(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number")
+        if not low < value <= high:
+            raise ConfigError(f"{name} must be in ({low:g}, {high:g}]")
+        return float(value)
+    return check
+
+
+def _min_spread(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError("fusion_min_spread must be a finite number >= 0")
+    return float(value)
+
+
+def _urls(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_URLS:
+        raise ConfigError(f"api_urls must be a list of at most {MAX_URLS} URLs")
+    for url in value:
+        parsed = urlparse(url) if isinstance(url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ConfigError(f"api_urls: {url!r} is not an http(s) URL")
+    return tuple(value)
+
+
+RULES: dict[str, Callable[[object], object]] = {
+    "sampling_period_s": _positive("sampling_period_s"),
+    "round_timeout_s": _positive("round_timeout_s"),
+    "api_urls": _urls,
+    "fusion_k": _positive("fusion_k", high=100.0),
+    "fusion_min_spread": _min_spread,
+    "http_timeout_s": _positive("http_timeout_s", high=60.0),
+}
+
+
+def parse_document(data: bytes | str | None) -> dict[str, object]:
+    """Validate one config document (JSON object); return its checked values.
+
+    Raises
+    ------
+    ConfigError
+        Bad JSON, not an object, an unknown key or a bad value.
+
+    Examples
+    --------
+    >>> parse_document(b'{"sampling_period_s": 2}')
+    {'sampling_period_s': 2.0}
+    >>> parse_document(b'{"sampling_period_s": 0}')
+    Traceback (most recent call last):
+    ...
+    edge.hotconfig.ConfigError: sampling_period_s must be in (0, 3600]
+    """
+    if data is None or data in (b"", ""):
+        return {}
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"config is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError("config must be a JSON object")
+    unknown = sorted(set(doc) - set(RULES))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    return {key: RULES[key](value) for key, value in doc.items()}
+
+
+def merge(*layers: Mapping[str, object]) -> EdgeConfig:
+    """Later layers override earlier ones key by key; raise `ConfigError` if the result is bad.
+
+    >>> merge({"sampling_period_s": 1.0}, {"sampling_period_s": 0.5}).round_timeout
+    0.4
+    """
+    values: dict[str, object] = {}
+    for layer in layers:
+        values.update(layer)
+    if "api_urls" in values:
+        values["api_urls"] = tuple(values["api_urls"])
+    return EdgeConfig(**values)
+
+
+@dataclass
+class _State:
+    defaults: dict[str, object]
+    cluster: dict[str, object] = field(default_factory=dict)
+    group: dict[str, object] = field(default_factory=dict)
+
+
+class HotConfig:
+    """Keeps the current `EdgeConfig` of one group in step with ZooKeeper.
+
+    Parameters
+    ----------
+    zk
+        A started `KazooClient`.
+    root, group
+        AeroGuard's root znode and the group name.
+    defaults
+        Values used where ZooKeeper sets nothing (validated like a document).
+    on_change
+        Called with the new `EdgeConfig` whenever it changes; it must only signal (it runs
+        on kazoo's worker thread).
+    """
+
+    def __init__(self, zk, root: str, group: str, defaults: Mapping[str, object] | None = None,
+                 on_change: Callable[[EdgeConfig], None] | None = None) -> None:
+        self.zk = zk
+        self.cluster_path = f"{root}/config"
+        self.group_path = f"{root}/groups/{group}/config"
+        checked = parse_document(json.dumps(dict(defaults or {})))
+        self._state = _State(defaults=checked)
+        self._current = merge(checked)
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self.errors = 0
+        self.applied = 0
+
+    @property
+    def current(self) -> EdgeConfig:
+        with self._lock:
+            return self._current
+
+    def start(self) -> None:
+        """Install the DataWatches (the first calls run here, in the calling thread)."""
+        self.zk.DataWatch(self.cluster_path, lambda data, stat: self._update("cluster", data))
+        self.zk.DataWatch(self.group_path, lambda data, stat: self._update("group", data))
+
+    def _update(self, layer: str, data: bytes | None) -> None:
+        try:
+            doc = parse_document(data)
+        except ConfigError as exc:
+            self._reject(layer, exc)
+            return
+        with self._lock:
+            candidate = {**self._state.__dict__, layer: doc}
+            try:
+                new = merge(candidate["defaults"], candidate["cluster"], candidate["group"])
+            except (ConfigError, TypeError) as exc:
+                self.errors += 1
+                log.error("config %s rejected, keeping the last good one: %s", layer, exc)
+                return
+            setattr(self._state, layer, doc)
+            changed, self._current = new != self._current, new
+            if changed:
+                self.applied += 1
+        if changed:
+            log.info("config applied: %s", new)
+            if self._on_change:
+                self._on_change(new)
+
+    def _reject(self, layer: str, exc: ConfigError) -> None:
+        with self._lock:
+            self.errors += 1
+        log.error("config %s rejected, keeping the last good one: %s", layer, exc)

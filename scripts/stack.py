@@ -1,0 +1,407 @@
+"""The local stack launcher: ``python -m scripts.stack run|up|status|down``.
+
+Starts, in order, a 3-node ZooKeeper ensemble (tickTime 500 ms), one redis-server with
+RedisTimeSeries and the web tier under gunicorn, all on 127.0.0.1, with state (data, logs,
+``stack.json``) under ``.run/``. Each service is one entry of `SERVICES`: a builder taking the
+`StackConfig` and the environment exported by the services before it (``ZK_HOSTS``,
+``REDIS_URL``, ...) and returning an object with ``start``/``wait_ready``/``stop``/``records``/
+``exports``. ``up`` records every process (name, pid, ports, URL) in ``stack.json``; ``down``
+stops exactly those PIDs; ``run`` is ``up`` in the foreground until Ctrl-C or SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, Mapping, Protocol, Sequence
+
+from scripts.servers import LOOPBACK
+from scripts.servers import ROOT
+from scripts.servers import RedisServer
+from scripts.servers import ServerError
+from scripts.servers import ServerProcess
+from scripts.servers import ZooKeeperEnsemble
+from scripts.servers import pid_alive
+from scripts.servers import process_start_time
+from scripts.servers import stop_pid
+from scripts.servers import wait_until
+
+
+@dataclasses.dataclass(frozen=True)
+class StackConfig:
+    """Where the stack keeps its state and which loopback ports it uses."""
+
+    state_dir: Path
+    zk_ports: tuple[int, ...] = (2181, 2182, 2183)
+    zk_peer_ports: tuple[int, ...] = (2888, 2889, 2890)
+    zk_election_ports: tuple[int, ...] = (3888, 3889, 3890)
+    redis_port: int = 6379
+    web_port: int = 8000
+    web_workers: int = 2
+    web_app: str = "webapp:create_app()"
+    services: tuple[str, ...] = ("zookeeper", "redis", "web")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], state_dir: Path | None = None) -> StackConfig:
+        """Read ``AEROGUARD_RUN_DIR``, ``ZK_PORTS``, ``ZK_PEER_PORTS``, ``ZK_ELECTION_PORTS``,
+        ``REDIS_PORT``, ``WEB_PORT``, ``WEB_WORKERS``, ``WEB_APP``, ``STACK_SERVICES``."""
+        d = cls(state_dir=Path("."))
+
+        def ports(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(int(p) for p in env[name].split(",")) if env.get(name) else default
+
+        return cls(
+            state_dir=Path(state_dir or env.get("AEROGUARD_RUN_DIR") or ROOT / ".run").resolve(),
+            zk_ports=ports("ZK_PORTS", d.zk_ports),
+            zk_peer_ports=ports("ZK_PEER_PORTS", d.zk_peer_ports),
+            zk_election_ports=ports("ZK_ELECTION_PORTS", d.zk_election_ports),
+            redis_port=int(env.get("REDIS_PORT") or d.redis_port),
+            web_port=int(env.get("WEB_PORT") or d.web_port),
+            web_workers=int(env.get("WEB_WORKERS") or d.web_workers),
+            web_app=env.get("WEB_APP") or d.web_app,
+            services=tuple(env["STACK_SERVICES"].split(",")) if env.get("STACK_SERVICES") else d.services,
+        )
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+class Service(Protocol):
+    """What the launcher needs from a service (one or several processes)."""
+
+    ready_timeout: float
+
+    def start(self) -> None: ...
+    def wait_ready(self, timeout: float) -> None: ...
+    def stop(self) -> None: ...
+    def records(self) -> list[dict]: ...
+    def exports(self) -> dict[str, str]: ...
+
+
+def record(name: str, pid: int | None, ports: dict[str, int], url: str, log: Path) -> dict:
+    """One stack.json entry; ``start_time`` lets ``down`` tell our PID from a reused one."""
+    return {"name": name, "pid": pid, "start_time": process_start_time(pid) if pid else None,
+            "ports": ports, "url": url, "log": str(log)}
+
+
+class ZooKeeperService:
+    """The ZooKeeper ensemble; one stack.json entry per node (``zookeeper-1``...)."""
+
+    ready_timeout = 60.0
+
+    def __init__(self, config: StackConfig, env: Mapping[str, str]) -> None:
+        quorum = list(zip(config.zk_peer_ports, config.zk_election_ports))
+        self.ensemble = ZooKeeperEnsemble(config.state_dir / "zookeeper", config.zk_ports,
+                                          tick_ms=500, quorum_ports=quorum)
+
+    def start(self) -> None:
+        self.ensemble.start()
+
+    def wait_ready(self, timeout: float) -> None:
+        self.ensemble.wait_ready(timeout)
+
+    def stop(self) -> None:
+        self.ensemble.stop()
+
+    def records(self) -> list[dict]:
+        return [record(f"zookeeper-{i + 1}", pid, dataclasses.asdict(ports),
+                       f"zk://{LOOPBACK}:{ports.client}", self.ensemble.log_path(i))
+                for i, (pid, ports) in enumerate(zip(self.ensemble.pids, self.ensemble.ports))]
+
+    def exports(self) -> dict[str, str]:
+        return {"ZK_HOSTS": self.ensemble.hosts}
+
+
+class RedisService:
+    """One redis-server with RedisTimeSeries (no persistence: a local, disposable store)."""
+
+    ready_timeout = 30.0
+
+    def __init__(self, config: StackConfig, env: Mapping[str, str]) -> None:
+        self.server = RedisServer(config.state_dir / "redis", config.redis_port)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def wait_ready(self, timeout: float) -> None:
+        self.server.wait_ready(timeout)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def records(self) -> list[dict]:
+        return [record("redis", self.server.pid, {"redis": self.server.port}, self.server.url,
+                       self.server.log_path)]
+
+    def exports(self) -> dict[str, str]:
+        return {"REDIS_URL": self.server.url, "REDIS_HOST": LOOPBACK,
+                "REDIS_PORT": str(self.server.port)}
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when GET ``url`` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class CommandService:
+    """A generic service: one command, optionally ready when ``health_url`` answers 200.
+
+    Edge nodes and the inference stand-in join the stack as instances of this class.
+    """
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path,
+                 ports: dict[str, int], url: str = "", health_url: str = "",
+                 ready_timeout: float = 60.0) -> None:
+        self.process = ServerProcess(name, argv, log, env=env, cwd=ROOT)
+        self.ports, self.url, self.health_url = ports, url, health_url
+        self.ready_timeout = ready_timeout
+        self.exported: dict[str, str] = {}  # environment later services get from this one
+
+    def start(self) -> None:
+        self.process.start()
+
+    def wait_ready(self, timeout: float) -> None:
+        def ready() -> bool:
+            self.process.check_running()
+            return http_ok(self.health_url) if self.health_url else True
+        wait_until(ready, timeout, f"{self.process.name} ({self.health_url or 'process'}) to be ready",
+                   interval=0.2)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def records(self) -> list[dict]:
+        return [record(self.process.name, self.process.pid, self.ports, self.url, self.process.log_path)]
+
+    def exports(self) -> dict[str, str]:
+        return dict(self.exported)
+
+
+def web_service(config: StackConfig, env: Mapping[str, str]) -> CommandService:
+    """gunicorn serving ``webapp:create_app()`` on 127.0.0.1:WEB_PORT with >= 2 workers."""
+    bind = f"{LOOPBACK}:{config.web_port}"
+    url = f"http://{bind}"
+    argv = [sys.executable, "-m", "gunicorn"]
+    conf = ROOT / "webapp" / "gunicorn_conf.py"
+    if conf.exists():
+        argv += ["-c", str(conf)]
+    argv += ["--bind", bind, "--workers", str(config.web_workers), config.web_app]
+    env = dict(env, GUNICORN_BIND=bind, WEB_CONCURRENCY=str(config.web_workers),
+               PROMETHEUS_MULTIPROC_DIR=str(config.state_dir / "prometheus-web"))
+    service = CommandService("web", argv, env, config.log_dir / "web.log",
+                             {"http": config.web_port}, url, f"{url}/healthz", ready_timeout=120.0)
+    service.exported = {"WEB_URL": url, "API_URLS": url}
+    return service
+
+
+# The stack, in start order. A builder gets the config and the environment exported by the
+# services before it; add a service by appending (name, builder).
+SERVICES: list[tuple[str, Callable[[StackConfig, Mapping[str, str]], Service]]] = [
+    ("zookeeper", ZooKeeperService),
+    ("redis", RedisService),
+    ("web", web_service),
+]
+
+
+def config_ports(config: StackConfig) -> dict[str, int]:
+    """Every configured port of the selected services, named by the variable that sets it."""
+    ports: dict[str, int] = {}
+    if "zookeeper" in config.services:
+        for var in ("zk_ports", "zk_peer_ports", "zk_election_ports"):
+            ports.update({f"{var.upper()}[{i}]": p for i, p in enumerate(getattr(config, var))})
+    if "redis" in config.services:
+        ports["REDIS_PORT"] = config.redis_port
+    if "web" in config.services:
+        ports["WEB_PORT"] = config.web_port
+    return ports
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
+
+
+def record_alive(rec: dict) -> bool:
+    """True when the recorded PID runs and is the very process we started (not a reuse)."""
+    pid = rec.get("pid")
+    return bool(pid) and pid_alive(pid) and process_start_time(pid) == rec.get("start_time")
+
+
+def load_stack(config: StackConfig) -> dict | None:
+    try:
+        return json.loads(config.stack_file.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def start_services(config: StackConfig) -> tuple[list[Service], dict[str, str]]:
+    """Start the selected services in order, each ready before the next; stop all on failure."""
+    unknown = set(config.services) - {name for name, _ in SERVICES}
+    if unknown:
+        raise ServerError(f"unknown service(s) {sorted(unknown)}; known: {[n for n, _ in SERVICES]}")
+    busy = [f"{var}={port}" for var, port in config_ports(config).items() if port_in_use(port)]
+    if busy:
+        raise ServerError(f"port(s) already in use on {LOOPBACK}: {', '.join(busy)} (choose others)")
+    env = dict(os.environ, AEROGUARD_ENV="local")
+    exports: dict[str, str] = {}
+    started: list[Service] = []
+    try:
+        for name, build in SERVICES:
+            if name not in config.services:
+                continue
+            service = build(config, env)
+            print(f"==> starting {name}", flush=True)
+            started.append(service)
+            service.start()
+            service.wait_ready(service.ready_timeout)
+            exports.update(service.exports())
+            env.update(service.exports())
+    except BaseException:
+        stop_services(started)
+        raise
+    return started, exports
+
+
+def stop_services(services: Sequence[Service]) -> None:
+    for service in reversed(services):
+        service.stop()
+
+
+def write_stack(config: StackConfig, services: Sequence[Service], exports: dict[str, str]) -> dict:
+    stack = {"state_dir": str(config.state_dir), "started_at": time.time(), "env": exports,
+             "services": [rec for service in services for rec in service.records()]}
+    tmp = config.stack_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stack, indent=2) + "\n")
+    tmp.replace(config.stack_file)
+    return stack
+
+
+def print_stack(stack: dict) -> None:
+    for rec in stack["services"]:
+        state = "alive" if record_alive(rec) else "DEAD"
+        print(f"  {rec['name']:<12} {state:<6} pid {rec['pid']:<8} {rec['url']:<28} log {rec['log']}")
+
+
+def already_running(config: StackConfig) -> bool:
+    """True (and says so) when a recorded stack still runs; removes a stack.json of dead PIDs."""
+    stack = load_stack(config)
+    if stack is None:
+        return False
+    if not any(record_alive(rec) for rec in stack["services"]):
+        config.stack_file.unlink()
+        return False
+    print(f"stack already running (from {config.stack_file}); not starting duplicates:")
+    print_stack(stack)
+    return True
+
+
+def cmd_up(config: StackConfig) -> int:
+    if already_running(config):
+        return 0
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    services, exports = start_services(config)
+    stack = write_stack(config, services, exports)
+    print(f"stack is up (state in {config.state_dir}):")
+    print_stack(stack)
+    return 0
+
+
+def cmd_run(config: StackConfig) -> int:
+    if already_running(config):
+        print("stop it first with `make down`")
+        return 1
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    services, exports = start_services(config)
+    # From here on a signal only asks the loop below to stop, so shutdown is not interrupted.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    code = 0
+    try:
+        stack = write_stack(config, services, exports)
+        print("stack is running; Ctrl-C to stop:")
+        print_stack(stack)
+        while not stop.wait(0.5):
+            dead = [rec["name"] for rec in stack["services"] if not record_alive(rec)]
+            if dead:
+                print(f"service(s) died: {', '.join(dead)} (see their logs); stopping", file=sys.stderr)
+                code = 1
+                break
+    finally:
+        print("==> stopping the stack", flush=True)
+        stop_services(services)
+        config.stack_file.unlink(missing_ok=True)
+    return code
+
+
+def cmd_status(config: StackConfig) -> int:
+    stack = load_stack(config)
+    if stack is None:
+        print(f"stack not running (no {config.stack_file})")
+        return 3
+    print_stack(stack)
+    return 0 if all(record_alive(rec) for rec in stack["services"]) else 1
+
+
+def cmd_down(config: StackConfig) -> int:
+    stack = load_stack(config)
+    if stack is None:
+        print(f"stack not running (no {config.stack_file})")
+        return 0
+    for rec in reversed(stack["services"]):
+        if record_alive(rec):
+            print(f"==> stopping {rec['name']} (pid {rec['pid']})", flush=True)
+            stop_pid(rec["pid"])
+        else:
+            print(f"    {rec['name']} (pid {rec['pid']}) is not running")
+    config.stack_file.unlink()
+    print("stack is down")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "up": cmd_up, "status": cmd_status, "down": cmd_down}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.stack", description=__doc__)
+    parser.add_argument("command", choices=list(COMMANDS))
+    parser.add_argument("--state-dir", type=Path, help="state folder (default .run, or AEROGUARD_RUN_DIR)")
+    parser.add_argument("--services", help="comma-separated subset to start (default: all)")
+    args = parser.parse_args(argv)
+    # SIGTERM while starting behaves like Ctrl-C: what was started is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    config = StackConfig.from_env(os.environ, args.state_dir)
+    if args.services:
+        config = dataclasses.replace(config, services=tuple(args.services.split(",")))
+    try:
+        return COMMANDS[args.command](config)
+    except ServerError as exc:
+        print(f"stack: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

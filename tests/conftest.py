@@ -1,0 +1,162 @@
+"""Shared fixtures: real servers on free loopback ports, one namespace per test; app fixtures.
+
+Servers part: a 3-node ZooKeeper ensemble (tickTime 500 ms) and one redis-server with
+RedisTimeSeries are started once per session through ``scripts.servers`` (never the
+``make up`` instance). Each test gets its own ZooKeeper chroot ``/t-<id>`` and Redis key
+prefix ``t:<id>:`` (use ``test=<id>`` as a TimeSeries label: label filters cross prefixes).
+A server that cannot start fails every test that needs it with a message naming what is
+missing; nothing is skipped. Tests that kill ZooKeeper or Redis nodes use the
+``make_zk_ensemble`` / ``make_redis_server`` factories so the shared servers stay whole.
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import redis
+from kazoo.client import KazooClient
+from kazoo.retry import KazooRetry
+
+from scripts.servers import RedisOptions
+from scripts.servers import RedisServer
+from scripts.servers import ServerError
+from scripts.servers import ZooKeeperEnsemble
+from scripts.servers import free_port
+from scripts.servers import free_ports
+
+ZK_TICK_MS = 500
+ZK_SESSION_TIMEOUT_S = 4.0
+SERVER_START_TIMEOUT_S = 60.0
+
+
+def _start_zk(base_dir: Path, size: int = 3, tick_ms: int = ZK_TICK_MS) -> ZooKeeperEnsemble:
+    ensemble = ZooKeeperEnsemble(base_dir, free_ports(size), tick_ms=tick_ms)
+    try:
+        ensemble.start()
+        ensemble.wait_ready(SERVER_START_TIMEOUT_S)
+    except ServerError as exc:
+        ensemble.stop()
+        pytest.fail(f"ZooKeeper ensemble could not start: {exc}", pytrace=False)
+    return ensemble
+
+
+def _start_redis(base_dir: Path, options: RedisOptions | None = None) -> RedisServer:
+    server = RedisServer(base_dir, free_port(), options)
+    try:
+        server.start()
+        server.wait_ready(SERVER_START_TIMEOUT_S)
+    except ServerError as exc:
+        server.stop()
+        pytest.fail(f"redis-server could not start: {exc}", pytrace=False)
+    return server
+
+
+@pytest.fixture(scope="session")
+def zk_ensemble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperEnsemble]:
+    """The session's 3-node ZooKeeper ensemble (tickTime 500 ms). Do not kill its nodes."""
+    ensemble = _start_zk(tmp_path_factory.mktemp("zk"))
+    yield ensemble
+    ensemble.stop()
+
+
+@pytest.fixture(scope="session")
+def zk_hosts(zk_ensemble: ZooKeeperEnsemble) -> str:
+    """``127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3`` of the session ensemble (no chroot)."""
+    return zk_ensemble.hosts
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's redis-server with RedisTimeSeries; its URL is ``redis_server.url``."""
+    server = _start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def test_id() -> str:
+    """A fresh id naming this test's namespaces (chroot, key prefix, ``test`` label)."""
+    return uuid.uuid4().hex
+
+
+def make_kazoo_client(hosts: str) -> KazooClient:
+    """A KazooClient with the project's suggested settings (RELIABILITY.md), not started."""
+    return KazooClient(
+        hosts=hosts,
+        timeout=ZK_SESSION_TIMEOUT_S,
+        connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
+        command_retry=KazooRetry(max_tries=5, delay=0.1, max_delay=1.0),
+    )
+
+
+@pytest.fixture
+def zk(zk_hosts: str, test_id: str) -> Iterator[KazooClient]:
+    """A started KazooClient chrooted at ``/t-<test_id>``; the chroot is deleted after."""
+    chroot = f"/t-{test_id}"
+    # kazoo warns (an error here) when a chroot does not exist yet: create it from the root.
+    admin = make_kazoo_client(zk_hosts)
+    admin.start(timeout=15)
+    try:
+        admin.ensure_path(chroot)
+        client = make_kazoo_client(zk_hosts + chroot)
+        client.start(timeout=15)
+        yield client
+        client.stop()
+        client.close()
+        admin.delete(chroot, recursive=True)
+    finally:
+        admin.stop()
+        admin.close()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A redis.Redis (decode_responses=True) on the session server; use ``redis_prefix``."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(test_id: str) -> str:
+    """Key prefix of this test: ``t:<test_id>:``."""
+    return f"t:{test_id}:"
+
+
+@pytest.fixture
+def make_zk_ensemble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ZooKeeperEnsemble]]:
+    """Factory of private, started ensembles for tests that kill or stop ZooKeeper nodes.
+
+    ``make_zk_ensemble(size=3, tick_ms=500)``; every ensemble is stopped after the test.
+    """
+    made: list[ZooKeeperEnsemble] = []
+
+    def make(size: int = 3, tick_ms: int = ZK_TICK_MS) -> ZooKeeperEnsemble:
+        made.append(_start_zk(tmp_path_factory.mktemp("zk-private"), size, tick_ms))
+        return made[-1]
+
+    yield make
+    for ensemble in made:
+        ensemble.stop()
+
+
+@pytest.fixture
+def make_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
+    """Factory of private, started redis-servers: ``make_redis_server(options=None)``."""
+    made: list[RedisServer] = []
+
+    def make(options: RedisOptions | None = None) -> RedisServer:
+        made.append(_start_redis(tmp_path_factory.mktemp("redis-private"), options))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# app fixtures: see below (`app`, `client`, `runner`: create_app(test settings) aimed at
+# the servers above). Everything above this block is self-contained.
+# ---------------------------------------------------------------------------------------

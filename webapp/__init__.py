@@ -1,0 +1,124 @@
+"""AeroGuard's web tier: `create_app` builds the Flask app (flaskr's application factory)."""
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from flask import Flask
+from flask import g
+from flask import request
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from webapp import metrics
+from webapp.config import Settings
+from webapp.detection import build_panel
+from webapp.errors import BadInput
+from webapp.errors import WebappError
+from webapp.responses import respond
+from webapp.storage import Store
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_BYTES = 2048
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web tier: settings, Redis pool, detectors, blueprints and error handlers.
+
+    Parameters
+    ----------
+    settings
+        Tests pass their own; otherwise they are read from the environment once, here.
+    """
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    client = make_redis(settings)
+    app.extensions.update(settings=settings, redis=client, store=Store(client, settings),
+                          panel=build_panel(settings), zk=make_zookeeper(settings))
+
+    from webapp import api
+    from webapp import cluster
+    from webapp import health
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(cluster.bp)
+    _register_handlers(app)
+    if settings.env == "local" and not settings.api_keys:
+        log.warning("no API keys configured: ingest endpoints are open (local demo only)")
+    return app
+
+
+def make_redis(settings: Settings) -> redis.Redis:
+    """One pool per process, with explicit timeouts and a bounded, backed-off retry."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=settings.redis_socket_timeout_s,
+        socket_connect_timeout=settings.redis_socket_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=30,
+    )
+
+
+def make_zookeeper(settings: Settings):
+    """A started kazoo client for the cluster view and hot configuration, or None.
+
+    It connects in the background so the web tier serves readings while ZooKeeper is away.
+    """
+    if not settings.zk_hosts:
+        return None
+    from kazoo.client import KazooClient
+    from kazoo.retry import KazooRetry
+
+    zk = KazooClient(hosts=settings.zk_hosts, timeout=6.0,
+                     connection_retry=KazooRetry(max_tries=-1, max_delay=2.0),
+                     command_retry=KazooRetry(max_tries=3, max_delay=1.0))
+    zk.start_async()
+    return zk
+
+
+def _register_handlers(app: Flask) -> None:
+    @app.before_request
+    def start_timer():
+        g.started = time.perf_counter()
+        if len(request.query_string) > MAX_QUERY_BYTES:
+            raise BadInput(f"query string longer than {MAX_QUERY_BYTES} bytes")
+
+    @app.after_request
+    def finish(response):
+        response.headers["X-Served-By"] = app.extensions["settings"].hostname
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        started = g.get("started")
+        if started is not None:
+            metrics.REQUEST_SECONDS.labels(endpoint, request.method, str(response.status_code)).observe(
+                time.perf_counter() - started)
+        return response
+
+    @app.errorhandler(WebappError)
+    def webapp_error(exc: WebappError):
+        if exc.status == 400:
+            metrics.REJECTED.labels("bad_input").inc()
+        return respond({"error": exc.message, **exc.details}, exc.status)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc):
+        metrics.REJECTED.labels("too_large").inc()
+        limit = app.extensions["settings"].max_body_bytes
+        return respond({"error": f"body larger than {limit} bytes"}, 400)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return respond({"error": exc.description}, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return respond({"error": "internal error"}, 500)

@@ -1,0 +1,131 @@
+"""The readings API: ``/nuevo``, ``/listar``, ``/detectar``, edge ingest and the decision log."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint
+from flask import current_app
+from flask import request
+
+from webapp import metrics
+from webapp.auth import check_api_key
+from webapp.errors import BadInput
+from webapp.judging import judge_newest
+from webapp.responses import respond
+from webapp.validation import parse_aggregate
+from webapp.validation import parse_int
+from webapp.validation import parse_value
+from webapp.validation import sensor_id
+
+bp = Blueprint("api", __name__)
+
+
+def _ext(name: str):
+    return current_app.extensions[name]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _sensor() -> str:
+    return sensor_id(request.args.get("sensor", _ext("settings").default_sensor))
+
+
+@bp.get("/nuevo")
+def nuevo():
+    """Store one reading: ``/nuevo?dato=21.5[&sensor=id]``."""
+    settings = _ext("settings")
+    check_api_key(settings, required=False)
+    sensor, value = _sensor(), parse_value(request.args.get("dato"))
+    stored = _ext("store").append_reading(sensor, _now_ms(), value)
+    metrics.READINGS_STORED.labels("nuevo").inc()
+    return respond({"sensor": sensor, "timestamp": stored.timestamp, "value": value}, 201)
+
+
+@bp.get("/listar")
+def listar():
+    """Readings in time order: the newest `count`, or a page from `from` (see `next_from`)."""
+    settings = _ext("settings")
+    sensor = _sensor()
+    count = parse_int(request.args.get("count"), "count", settings.list_default_count, 1, settings.list_max_count)
+    start = parse_int(request.args.get("from"), "from", -1, 0, 2**62)
+    end = parse_int(request.args.get("to"), "to", -1, 0, 2**62)
+    if start >= 0 and end >= 0 and end < start:
+        raise BadInput("to must not be before from")
+    paging = start >= 0
+    samples = _ext("store").read_range(sensor, start if paging else "-", end if end >= 0 else "+",
+                                       count, latest=not paging)
+    body = {"sensor": sensor, "count": len(samples),
+            "readings": [{"timestamp": t, "value": v} for t, v in samples]}
+    if paging and len(samples) == count:
+        body["next_from"] = samples[-1][0] + 1
+    return respond(body, template="listar.html")
+
+
+@bp.get("/detectar")
+def detectar():
+    """Store a reading, then judge the window of the newest readings ending with it."""
+    settings = _ext("settings")
+    check_api_key(settings, required=False)
+    sensor, value = _sensor(), parse_value(request.args.get("dato"))
+    stored = _ext("store").append_reading(sensor, _now_ms(), value)
+    metrics.READINGS_STORED.labels("detectar").inc()
+    window, decision = judge_newest(_ext("store"), _ext("panel"), sensor, stored.timestamp, settings.window_size)
+    body = {"sensor": sensor, "timestamp": stored.timestamp, "value": value,
+            "window": list(window.values), **decision.as_dict()}
+    return respond(body, 201, template="detectar.html")
+
+
+@bp.post("/api/v1/readings")
+def ingest():
+    """Aggregates from edge leaders, one object or a list; idempotent by group:epoch:round."""
+    settings = _ext("settings")
+    check_api_key(settings, required=False)
+    body = request.get_json(silent=True)
+    if body is None:
+        raise BadInput("body must be JSON (Content-Type: application/json)")
+    items = body if isinstance(body, list) else [body]
+    if not items or len(items) > settings.max_aggregates_per_request:
+        raise BadInput(f"send 1 to {settings.max_aggregates_per_request} aggregates")
+    now = _now_ms()
+    aggregates = [parse_aggregate(item, now, int(settings.max_future_skew_s * 1000)) for item in items]
+    results = [_ingest_one(aggregate) for aggregate in aggregates]
+    codes = [code for _, code in results]
+    status = 409 if 409 in codes else 201 if 201 in codes else 200
+    if isinstance(body, list):
+        return respond({"results": [r for r, _ in results]}, status)
+    return respond(results[0][0], status)
+
+
+def _ingest_one(aggregate) -> tuple[dict, int]:
+    settings, store = _ext("settings"), _ext("store")
+    stored = store.append_aggregate(aggregate.group, aggregate.epoch, aggregate.round,
+                                    aggregate.timestamp, aggregate.value)
+    base = {"group": aggregate.group, "epoch": aggregate.epoch, "round": aggregate.round}
+    if stored.status == "stale":
+        metrics.REJECTED.labels("stale_epoch").inc()
+        return {**base, "status": "stale", "error": "stale epoch", "newest_epoch": stored.newest_epoch}, 409
+    if stored.status == "duplicate":
+        return {**base, "status": "duplicate", "timestamp": stored.timestamp}, 200
+    metrics.READINGS_STORED.labels("edge").inc()
+    for excluded in aggregate.excluded:
+        metrics.SENSOR_FAULTS.labels(aggregate.group).inc()
+        store.record_event({"kind": "sensor_fault", "sensor": aggregate.group, "timestamp": stored.timestamp,
+                            "epoch": aggregate.epoch, "round": aggregate.round, **excluded.as_dict()})
+    window, decision = judge_newest(store, _ext("panel"), aggregate.group, stored.timestamp, settings.window_size)
+    return {**base, "status": "stored", "timestamp": stored.timestamp, "value": aggregate.value,
+            "readings": [r.as_dict() for r in aggregate.readings],
+            "excluded": [e.as_dict() for e in aggregate.excluded], **decision.as_dict()}, 201
+
+
+@bp.get("/api/v1/anomalies")
+def anomalies():
+    """The decision log, newest first: warning/critical verdicts and sensor-fault events."""
+    count = parse_int(request.args.get("count"), "count", 100, 1, 1000)
+    sensor = request.args.get("sensor")
+    kind = request.args.get("kind")
+    if kind not in (None, "decision", "sensor_fault"):
+        raise BadInput("kind must be decision or sensor_fault")
+    events = _ext("store").read_events(count, sensor_id(sensor) if sensor is not None else None, kind)
+    return respond({"count": len(events), "events": events}, template="anomalies.html")

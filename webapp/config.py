@@ -1,0 +1,158 @@
+"""Settings of the web tier: one frozen dataclass, built once from the environment and secret files.
+
+This is the only module of `webapp` that reads ``os.environ`` or secret files. Everything else
+receives the `Settings` (or the part it needs) as an argument.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+
+SENSOR_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
+
+
+@dataclass(frozen=True)
+class PhysicalLimits:
+    """Plausible range and maximum rate of change of one sensor, in physical units.
+
+    Parameters
+    ----------
+    low, high
+        Plausible range of a reading; outside it the physical rule votes.
+    max_rate
+        Largest plausible change per second of the newest reading from the level before it.
+    min_interval_s
+        Readings closer together than this are treated as this far apart when computing a
+        rate (the nominal sampling period), so a burst of requests is not a steep slope.
+    stuck_count
+        This many identical readings in a row count as a stuck sensor (0 disables the check).
+    """
+
+    low: float = -40.0
+    high: float = 150.0
+    max_rate: float = 5.0
+    min_interval_s: float = 1.0
+    stuck_count: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high", "max_rate", "min_interval_s"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite")
+        if self.low >= self.high:
+            raise ValueError("low must be below high")
+        if self.max_rate <= 0 or self.min_interval_s <= 0:
+            raise ValueError("max_rate and min_interval_s must be positive")
+        if self.stuck_count < 0 or self.stuck_count == 1:
+            raise ValueError("stuck_count must be 0 (off) or at least 2")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web tier is configured with. Build it with `Settings.from_env()`."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_socket_timeout_s: float = 2.0
+    key_prefix: str = "ag:"
+    zk_hosts: str = ""
+    zk_root: str = "/aeroguard"
+    default_sensor: str = "default"
+    window_size: int = 10
+    vote_required: int = 3
+    retention_days: float = 3.0
+    minute_retention_days: float = 90.0
+    hour_retention_days: float = 730.0
+    events_max: int = 100_000
+    max_body_bytes: int = 256 * 1024
+    list_default_count: int = 100
+    list_max_count: int = 10_000
+    max_aggregates_per_request: int = 100
+    max_future_skew_s: float = 60.0
+    model_name: str = "autoencoder"
+    serving_host: str = ""
+    threshold: float | None = None
+    physical: PhysicalLimits = field(default_factory=PhysicalLimits)
+    physical_per_sensor: Mapping[str, PhysicalLimits] = field(default_factory=dict)
+    api_keys: tuple[str, ...] = ()
+    hostname: str = field(default_factory=socket.gethostname)
+    prometheus_multiproc_dir: str = ""
+    env: str = "production"
+
+    def __post_init__(self) -> None:
+        if self.window_size < 2:
+            raise ValueError("window_size must be at least 2")
+        if self.vote_required < 1:
+            raise ValueError("vote_required must be at least 1")
+        if self.retention_days <= 0:
+            raise ValueError("retention_days must be positive")
+
+    def limits_for(self, sensor: str) -> PhysicalLimits:
+        """The physical limits of `sensor`: its own, or the default ones."""
+        return self.physical_per_sensor.get(sensor, self.physical)
+
+    def replace(self, **changes) -> Settings:
+        """A copy with `changes` applied (tests build their settings this way)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build the settings from environment variables (see README, "Configuration")."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        redis_url = env.get("REDIS_URL") or (
+            f"redis://{env['REDIS_HOST']}:{env.get('REDIS_PORT', '6379')}/0"
+            if env.get("REDIS_HOST") else defaults.redis_url
+        )
+        threshold = env.get("THRESHOLD")
+        return cls(
+            redis_url=redis_url,
+            redis_socket_timeout_s=float(env.get("REDIS_SOCKET_TIMEOUT_S", defaults.redis_socket_timeout_s)),
+            key_prefix=env.get("AEROGUARD_KEY_PREFIX", defaults.key_prefix),
+            zk_hosts=env.get("ZK_HOSTS", ""),
+            zk_root=env.get("ZK_ROOT", defaults.zk_root),
+            default_sensor=env.get("DEFAULT_SENSOR", defaults.default_sensor),
+            window_size=int(env.get("WINDOW_SIZE", defaults.window_size)),
+            vote_required=int(env.get("VOTE_REQUIRED", defaults.vote_required)),
+            retention_days=float(env.get("RETENTION_DAYS", defaults.retention_days)),
+            minute_retention_days=float(env.get("MINUTE_RETENTION_DAYS", defaults.minute_retention_days)),
+            hour_retention_days=float(env.get("HOUR_RETENTION_DAYS", defaults.hour_retention_days)),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES", defaults.max_body_bytes)),
+            list_max_count=int(env.get("LIST_MAX_COUNT", defaults.list_max_count)),
+            model_name=env.get("MODEL_NAME", defaults.model_name),
+            serving_host=env.get("SERVING_HOST", ""),
+            threshold=float(threshold) if threshold else None,
+            physical=_limits(env.get("PHYSICAL_LIMITS"), defaults.physical),
+            physical_per_sensor={
+                sensor: _limits(json.dumps(spec), defaults.physical)
+                for sensor, spec in json.loads(env.get("SENSOR_LIMITS") or "{}").items()
+            },
+            api_keys=_api_keys(env),
+            prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
+            env=env.get("AEROGUARD_ENV", defaults.env),
+        )
+
+
+def _limits(spec: str | None, default: PhysicalLimits) -> PhysicalLimits:
+    """Parse a JSON object such as ``{"low": 0, "high": 120}`` over the default limits."""
+    if not spec:
+        return default
+    values = json.loads(spec)
+    unknown = set(values) - {f.name for f in dataclasses.fields(PhysicalLimits)}
+    if unknown:
+        raise ValueError(f"unknown physical limit(s): {sorted(unknown)}")
+    return dataclasses.replace(default, **values)
+
+
+def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """API keys from ``API_KEYS`` (comma-separated) and ``API_KEYS_FILE`` (one per line)."""
+    keys = [k.strip() for k in env.get("API_KEYS", "").split(",")]
+    path = env.get("API_KEYS_FILE")
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            keys.extend(line.strip() for line in handle)
+    return tuple(k for k in keys if k)

@@ -1,0 +1,142 @@
+"""Ballots, voters and the M-of-N vote that turns them into one verdict.
+
+A `Voter` pairs a detector with its threshold. A detector that cannot answer (model server
+down, timeout, not deployed) abstains: its ballot has ``vote=None`` and the reason, and the
+decision names it in ``degraded``. Abstentions never count as votes either way.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+
+from webapp.detection.base import Detector
+from webapp.detection.base import Window
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("normal", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class Ballot:
+    """One detector's answer about one window."""
+
+    detector: str
+    vote: bool | None
+    score: float | None = None
+    threshold: float | None = None
+    version: str | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict:
+        body = {"vote": self.vote, "score": self.score, "threshold": self.threshold}
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+
+class DetectorUnavailable(Exception):
+    """Raised by a detector that cannot answer now; its voter abstains."""
+
+
+class Voter:
+    """A detector and the threshold above which its score is a vote for "anomalous"."""
+
+    def __init__(self, detector: Detector, threshold: float):
+        self.detector = detector
+        self.threshold = threshold
+
+    @property
+    def name(self) -> str:
+        return self.detector.name
+
+    def ballot(self, window: Window) -> Ballot:
+        try:
+            score = float(self.detector.score_one(window))
+        except DetectorUnavailable as exc:
+            return Ballot(self.name, None, threshold=self.threshold, reason=str(exc))
+        return Ballot(self.name, score > self.threshold, score, self.threshold, self.detector.version)
+
+    def state(self) -> str:
+        """``ok``, or why the detector cannot answer now (shown by ``/readyz``)."""
+        probe = getattr(self.detector, "state", None)
+        return probe() if callable(probe) else "ok"
+
+
+class Abstainer:
+    """Stands for a detector that is not deployed: it always abstains, saying why."""
+
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        self.reason = reason
+
+    def ballot(self, window: Window) -> Ballot:
+        return Ballot(self.name, None, reason=self.reason)
+
+    def state(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one window and every ballot behind it."""
+
+    verdict: str
+    ballots: tuple[Ballot, ...]
+    required: int
+    votes: int
+    degraded: tuple[str, ...] = field(default=())
+
+    @property
+    def anomaly(self) -> bool:
+        return self.verdict == "critical"
+
+    @property
+    def level(self) -> int:
+        return LEVELS.index(self.verdict)
+
+    def as_dict(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "anomaly": self.anomaly,
+            "votes": {b.detector: b.as_dict() for b in self.ballots},
+            "quorum": {"required": self.required, "of": len(self.ballots), "votes": self.votes},
+            "degraded": list(self.degraded),
+            "model_versions": {b.detector: b.version for b in self.ballots if b.version},
+        }
+
+
+def decide(ballots: Sequence[Ballot], required: int) -> Decision:
+    """Critical when at least `required` ballots vote yes, warning at one or more, else normal.
+
+    >>> yes, no = Ballot("a", True, 2.0, 1.0), Ballot("b", False, 0.1, 1.0)
+    >>> decide([yes, yes, no], required=2).verdict
+    'critical'
+    >>> decide([yes, no, Ballot("c", None, reason="down")], required=2).degraded
+    ('c',)
+    """
+    votes = sum(1 for b in ballots if b.vote)
+    verdict = "critical" if votes >= required else "warning" if votes else "normal"
+    degraded = tuple(b.detector for b in ballots if b.vote is None)
+    return Decision(verdict, tuple(ballots), required, votes, degraded)
+
+
+class Panel:
+    """The detectors that judge every window, and the quorum they need."""
+
+    def __init__(self, voters: Sequence[Voter | Abstainer], required: int):
+        self.voters = tuple(voters)
+        self.required = required
+
+    def judge(self, window: Window) -> Decision:
+        return decide([voter.ballot(window) for voter in self.voters], self.required)
+
+    def status(self) -> dict[str, str]:
+        """Each detector's state: ``ok`` or the reason it abstains."""
+        return {voter.name: voter.state() for voter in self.voters}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(voter.name for voter in self.voters)

@@ -1,0 +1,35 @@
+"""Judging a sensor's newest reading: read its window, ask the panel, keep the decision.
+
+Shared by ``/detectar`` and edge ingest, so both judge and store exactly alike.
+"""
+from __future__ import annotations
+
+from webapp import metrics
+from webapp.detection.base import Window
+from webapp.detection.vote import Decision
+from webapp.detection.vote import Panel
+from webapp.storage import Store
+
+
+def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window_size: int) -> tuple[Window, Decision]:
+    """Judge the window ending at the reading stored at `timestamp`, and record the decision.
+
+    Scores, votes and the verdict go to the sensor's series; a warning or critical verdict is
+    also appended to the event log with every ballot, so ``/api/v1/anomalies`` can say why.
+    """
+    window = store.read_window(sensor, window_size, end=timestamp)
+    decision = panel.judge(window)
+    store.record_decision(sensor, timestamp, decision)
+    metrics.VERDICTS.labels(decision.verdict).inc()
+    for name in decision.degraded:
+        metrics.ABSTENTIONS.labels(name).inc()
+    if decision.verdict != "normal":
+        store.record_event({
+            "kind": "decision",
+            "sensor": sensor,
+            "timestamp": timestamp,
+            "value": window.values[-1],
+            "window": list(window.values),
+            **decision.as_dict(),
+        })
+    return window, decision

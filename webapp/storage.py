@@ -1,0 +1,246 @@
+"""Keys, writes and range reads over RedisTimeSeries: the only module that talks to it.
+
+Every key is built by `Keys`. A reading is stored by one Lua script that creates the series
+(labels, retention, compaction rules) on first use and gives the sample a timestamp strictly
+after the series' newest, so concurrent writers never overwrite each other; for edge
+aggregates the same script applies the epoch fence and the ``group:epoch:round``
+idempotency key in the same atomic step. Needs the RedisTimeSeries module (1.8 or later).
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+
+import redis
+
+from webapp.config import Settings
+from webapp.detection.base import Window
+from webapp.detection.vote import Decision
+from webapp.errors import StoreUnavailable
+
+DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+
+# KEYS: readings, avg_1m, avg_1h, fence hash, idempotency key
+# ARGV: ts, value, retention, retention_1m, retention_1h, epoch (-1: plain reading), round,
+#       idempotency ttl, then label pairs.
+_APPEND = """
+local series, avg1m, avg1h, fence, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local ts = tonumber(ARGV[1])
+local epoch = tonumber(ARGV[6])
+if epoch >= 0 then
+  local newest = tonumber(redis.call('HGET', fence, 'epoch') or '-1')
+  if epoch < newest then return {'stale', newest} end
+  local prev = redis.call('GET', done)
+  if prev then return {'duplicate', tonumber(prev)} end
+end
+if redis.call('EXISTS', series) == 0 then
+  local labels = {}
+  for i = 9, #ARGV do labels[#labels + 1] = ARGV[i] end
+  redis.call('TS.CREATE', series, 'RETENTION', ARGV[3], 'DUPLICATE_POLICY', 'BLOCK',
+             'LABELS', 'kind', 'reading', unpack(labels))
+  redis.call('TS.CREATE', avg1m, 'RETENTION', ARGV[4], 'LABELS', 'kind', 'reading_avg',
+             'agg', '1m', unpack(labels))
+  redis.call('TS.CREATE', avg1h, 'RETENTION', ARGV[5], 'LABELS', 'kind', 'reading_avg',
+             'agg', '1h', unpack(labels))
+  redis.call('TS.CREATERULE', series, avg1m, 'AGGREGATION', 'avg', 60000)
+  redis.call('TS.CREATERULE', series, avg1h, 'AGGREGATION', 'avg', 3600000)
+end
+local last = redis.call('TS.GET', series)
+if #last == 2 and ts <= tonumber(last[1]) then ts = tonumber(last[1]) + 1 end
+redis.call('TS.ADD', series, ts, ARGV[2])
+if epoch >= 0 then
+  if epoch > tonumber(redis.call('HGET', fence, 'epoch') or '-1') then
+    redis.call('HSET', fence, 'epoch', epoch)
+  end
+  redis.call('HSET', fence, 'round', ARGV[7], 'timestamp', ts)
+  redis.call('SET', done, ts, 'PX', ARGV[8])
+end
+return {'stored', ts}
+"""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What happened to one write: ``stored``, ``duplicate`` or ``stale``."""
+
+    status: str
+    timestamp: int | None = None
+    newest_epoch: int | None = None
+
+
+class Keys:
+    """Builds every Redis key of one namespace (`prefix`)."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def series(self, sensor: str, *parts: str) -> str:
+        return ":".join((f"{self.prefix}s", sensor, *parts))
+
+    def group(self, group: str, *parts: str) -> str:
+        return ":".join((f"{self.prefix}g", group, *parts))
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    @property
+    def namespace(self) -> str:
+        """The label value that tells this namespace's series apart in ``TS.MRANGE`` filters."""
+        return self.prefix.strip(":").replace(":", "-") or "default"
+
+
+def _unavailable(method):
+    """Translate Redis failures into `StoreUnavailable` (answered 503, retried by clients)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"storage unavailable: {exc.__class__.__name__}") from exc
+
+    return wrapper
+
+
+class Store:
+    """Readings, scores, votes, verdicts and decision events of every sensor.
+
+    Parameters
+    ----------
+    client
+        A ``redis.Redis`` with ``decode_responses=True``, connected to a server with the
+        RedisTimeSeries module.
+    settings
+        Key prefix, retentions and the event log's length.
+    """
+
+    def __init__(self, client: redis.Redis, settings: Settings):
+        self.client = client
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._append = client.register_script(_APPEND)
+
+    def _labels(self, sensor: str, **extra: str) -> dict[str, str]:
+        return {"app": "aeroguard", "ns": self.keys.namespace, "sensor": sensor, **extra}
+
+    @property
+    def _retention_ms(self) -> int:
+        return int(self.settings.retention_days * DAY_MS)
+
+    def _run_append(self, sensor: str, ts: int, value: float, keys: list[str], fence: tuple) -> Stored:
+        labels = [item for pair in self._labels(sensor).items() for item in pair]
+        args = [
+            ts, repr(float(value)), self._retention_ms,
+            int(self.settings.minute_retention_days * DAY_MS),
+            int(self.settings.hour_retention_days * DAY_MS),
+            *fence, *labels,
+        ]
+        series = self.keys.series(sensor, "readings")
+        status, stamp = self._append(keys=[series, f"{series}:avg_1m", f"{series}:avg_1h", *keys], args=args)
+        if status == "stale":
+            return Stored("stale", newest_epoch=int(stamp))
+        return Stored(status, int(stamp))
+
+    @_unavailable
+    def append_reading(self, sensor: str, ts: int, value: float) -> Stored:
+        """Store one reading at `ts` ms, or just after the series' newest sample if later."""
+        fence_key = self.keys.group(sensor, "fence")
+        return self._run_append(sensor, ts, value, [fence_key, fence_key], (-1, 0, 0))
+
+    @_unavailable
+    def append_aggregate(self, group: str, epoch: int, round_: int, ts: int, value: float) -> Stored:
+        """Store an edge aggregate once per ``group:epoch:round``, fenced by epoch.
+
+        Returns ``Stored("stale", newest_epoch=E)`` when `epoch` is older than the newest
+        accepted for the group, and ``Stored("duplicate", ts)`` when this round was stored.
+        """
+        keys = [self.keys.group(group, "fence"), self.keys.group(group, "done", str(epoch), str(round_))]
+        return self._run_append(group, ts, value, keys, (epoch, round_, self._retention_ms))
+
+    @_unavailable
+    def read_window(self, sensor: str, size: int, end: int | str = "+") -> Window:
+        """The newest `size` readings of `sensor` up to `end`, oldest first.
+
+        One ``TS.REVRANGE … COUNT`` call: its cost does not grow with the series' history.
+        """
+        samples = self.client.ts().revrange(self.keys.series(sensor, "readings"), "-", end, count=size)
+        samples.reverse()
+        return Window(tuple(float(v) for _, v in samples), tuple(int(t) for t, _ in samples), sensor)
+
+    @_unavailable
+    def read_range(self, sensor: str, start: int | str, end: int | str, count: int,
+                   latest: bool = False) -> list[tuple[int, float]]:
+        """Readings between `start` and `end` (ms or ``-``/``+``), in time order, at most `count`.
+
+        With `latest`, the newest `count` of the range; otherwise the oldest (for paging).
+        """
+        key = self.keys.series(sensor, "readings")
+        if not self.client.exists(key):
+            return []
+        ts = self.client.ts()
+        if latest:
+            samples = ts.revrange(key, start, end, count=count)
+            samples.reverse()
+        else:
+            samples = ts.range(key, start, end, count=count)
+        return [(int(t), float(v)) for t, v in samples]
+
+    @_unavailable
+    def record_decision(self, sensor: str, ts: int, decision: Decision) -> None:
+        """Store each ballot's score and vote and the verdict at the reading's timestamp."""
+        ts_pipe = self.client.ts().pipeline(transaction=False)
+        retention = self._retention_ms
+        for ballot in decision.ballots:
+            if ballot.vote is None:
+                continue
+            labels = self._labels(sensor, detector=ballot.detector)
+            ts_pipe.add(self.keys.series(sensor, "score", ballot.detector), ts, ballot.score,
+                        retention_msecs=retention, on_duplicate="last", labels={**labels, "kind": "score"})
+            ts_pipe.add(self.keys.series(sensor, "vote", ballot.detector), ts, int(ballot.vote),
+                        retention_msecs=retention, on_duplicate="last", labels={**labels, "kind": "vote"})
+        ts_pipe.add(self.keys.series(sensor, "verdict"), ts, decision.level, retention_msecs=retention,
+                    on_duplicate="last", labels=self._labels(sensor, kind="verdict"))
+        ts_pipe.execute()
+
+    @_unavailable
+    def record_event(self, event: dict) -> str:
+        """Append a decision or sensor-fault event to the bounded event log; returns its id."""
+        return self.client.xadd(self.keys.events, {"event": json.dumps(event, sort_keys=True)},
+                                maxlen=self.settings.events_max, approximate=True)
+
+    @_unavailable
+    def read_events(self, count: int, sensor: str | None = None, kind: str | None = None) -> list[dict]:
+        """The newest events first, at most `count`, optionally of one sensor or kind."""
+        found: list[dict] = []
+        last = "+"
+        while len(found) < count:
+            batch = self.client.xrevrange(self.keys.events, max=last, min="-", count=max(count, 100))
+            for entry_id, fields in batch:
+                event = json.loads(fields["event"])
+                if (sensor is None or event.get("sensor") == sensor) and (kind is None or event.get("kind") == kind):
+                    found.append({"id": entry_id, **event})
+                    if len(found) == count:
+                        break
+            if len(batch) < max(count, 100):
+                break
+            last = "(" + batch[-1][0]
+        return found
+
+    @_unavailable
+    def group_state(self, group: str) -> dict:
+        """The fence of an edge group: newest accepted epoch, last round and its timestamp."""
+        state = self.client.hgetall(self.keys.group(group, "fence"))
+        return {k: int(v) for k, v in state.items()}
+
+    @_unavailable
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    @_unavailable
+    def has_timeseries(self) -> bool:
+        """Whether the server has the RedisTimeSeries module loaded."""
+        return any(m.get("name") == "timeseries" for m in self.client.module_list())
