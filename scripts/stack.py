@@ -361,7 +361,8 @@ def cmd_status(config: StackConfig) -> int:
     stack = load_stack(config)
     if stack is None:
         print(f"stack not running (no {config.stack_file})")
-        return 3
+        return 0
+    print(f"stack started from {config.stack_file}:")
     print_stack(stack)
     return 0 if all(record_alive(rec) for rec in stack["services"]) else 1
 

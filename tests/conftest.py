@@ -160,3 +160,43 @@ def make_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
 # app fixtures: see below (`app`, `client`, `runner`: create_app(test settings) aimed at
 # the servers above). Everything above this block is self-contained.
 # ---------------------------------------------------------------------------------------
+
+from webapp import create_app  # noqa: E402  (app fixtures below need the servers above)
+from webapp.config import Settings  # noqa: E402
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, redis_prefix: str) -> Settings:
+    """Web tier settings aimed at the session Redis, in this test's key namespace."""
+    return Settings(redis_url=redis_server.url, key_prefix=redis_prefix, hostname="test-replica", env="test")
+
+
+@pytest.fixture
+def app(settings: Settings):
+    """``create_app(settings)``; its Redis pool is closed after the test."""
+    app = create_app(settings)
+    yield app
+    app.extensions["redis"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def snapshot(client: redis.Redis, prefix: str) -> dict[str, object]:
+    """Every key under `prefix` with its whole content, to prove a request changed nothing."""
+    state: dict[str, object] = {}
+    for key in sorted(client.scan_iter(match=f"{prefix}*", count=1000)):
+        kind = client.type(key)
+        if kind == "TSDB-TYPE":
+            state[key] = (client.ts().range(key, "-", "+"), client.ts().info(key).rules)
+        elif kind == "stream":
+            state[key] = client.xrange(key)
+        elif kind == "hash":
+            state[key] = client.hgetall(key)
+        elif kind == "string":
+            state[key] = client.get(key)
+        else:
+            state[key] = kind
+    return state

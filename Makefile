@@ -1,0 +1,49 @@
+# AeroGuard developer commands. The two that matter: `make run` and `make test`; both run
+# `make setup` first, which is idempotent and takes about a second once everything is in place.
+# Ports and the state folder are variables: `make up WEB_PORT=8080 REDIS_PORT=6380`
+# (also ZK_PORTS=2181,2182,2183, ZK_PEER_PORTS, ZK_ELECTION_PORTS, WEB_WORKERS, AEROGUARD_RUN_DIR).
+SHELL := /bin/bash
+VENV_PY := .venv/bin/python
+# status/down need only the standard library: they work before setup too.
+ANY_PY := $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
+PYTEST_ARGS ?=
+
+.PHONY: help setup run up status down test bench clean distclean
+
+help:
+	@echo "make setup   install everything (venv, zookeeper, libssl1.1 for Redis Stack)"
+	@echo "make run     the local stack in the foreground until Ctrl-C (sets up first)"
+	@echo "make test    the whole test suite against real servers (sets up first)"
+	@echo "make up | status | down   the local stack, detached (.run/stack.json)"
+	@echo "make bench   benchmarks against a fresh local stack"
+	@echo "make clean   stop the stack, remove .run/ and caches; distclean also .venv/ .cache/"
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(VENV_PY) -m scripts.stack run
+
+up: setup
+	$(VENV_PY) -m scripts.stack up
+
+status:
+	@$(ANY_PY) -m scripts.stack status
+
+down:
+	@$(ANY_PY) -m scripts.stack down
+
+test: setup
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@test -f scripts/bench.py || { echo "make bench: scripts/bench.py is not written yet" >&2; exit 1; }
+	$(VENV_PY) -m scripts.bench $(BENCH_ARGS)
+
+clean:
+	@$(ANY_PY) -m scripts.stack down
+	rm -rf .run .pytest_cache
+	find . -name __pycache__ -type d -not -path "./.venv/*" -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf .venv .cache

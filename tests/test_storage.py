@@ -1,0 +1,127 @@
+"""Storage over the real RedisTimeSeries: order, uniqueness, fencing, series layout."""
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from webapp import create_app
+from webapp.storage import Store
+
+WRITERS = 5
+PER_WRITER = 200
+
+
+def test_concurrent_writers_never_share_a_timestamp(redis_server, settings):
+    """Five writers with their own connections, all asking for the same millisecond."""
+    clients = [redis.Redis.from_url(redis_server.url, decode_responses=True) for _ in range(WRITERS)]
+    stores = [Store(c, settings) for c in clients]
+    barrier = threading.Barrier(WRITERS)
+    stamps: list[int] = []
+    lock = threading.Lock()
+
+    def write(store: Store, writer: int) -> None:
+        barrier.wait()
+        for i in range(PER_WRITER):
+            stored = store.append_reading("shared", 1_700_000_000_000, writer * 1000 + i)
+            with lock:
+                stamps.append(stored.timestamp)
+
+    threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    samples = stores[0].read_range("shared", "-", "+", count=10 * WRITERS * PER_WRITER)
+    assert len(samples) == WRITERS * PER_WRITER
+    times = [t for t, _ in samples]
+    assert all(a < b for a, b in zip(times, times[1:]))
+    assert sorted(stamps) == times
+    assert sorted(v for _, v in samples) == sorted(float(w * 1000 + i) for w in range(WRITERS) for i in range(PER_WRITER))
+    for c in clients:
+        c.close()
+
+
+def test_concurrent_http_requests_store_every_reading(settings):
+    """N /nuevo requests from 5 threads (each its own app, like 5 replicas) store N samples."""
+    apps = [create_app(settings.replace(hostname=f"replica-{n}")) for n in range(WRITERS)]
+    answers: list[int] = []
+
+    def post(app, n: int) -> None:
+        client = app.test_client()
+        for i in range(50):
+            answers.append(client.get(f"/nuevo?dato={n}.{i}&sensor=busy").status_code)
+
+    threads = [threading.Thread(target=post, args=(a, n)) for n, a in enumerate(apps)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert answers == [201] * (WRITERS * 50)
+    samples = apps[0].extensions["store"].read_range("busy", "-", "+", count=1000)
+    assert len(samples) == WRITERS * 50
+    assert len({t for t, _ in samples}) == WRITERS * 50
+    for app in apps:
+        app.extensions["redis"].close()
+
+
+def test_a_reading_older_than_the_newest_goes_after_it(redis_client, settings):
+    store = Store(redis_client, settings)
+    assert store.append_reading("clock", 5_000, 1.0).timestamp == 5_000
+    assert store.append_reading("clock", 4_000, 2.0).timestamp == 5_001
+    assert [v for _, v in store.read_range("clock", "-", "+", 10)] == [1.0, 2.0]
+
+
+def test_series_has_labels_retention_and_compaction_rules(redis_client, settings, redis_prefix):
+    store = Store(redis_client, settings.replace(retention_days=2))
+    store.append_reading("lab", 1_000, 1.0)
+    info = redis_client.ts().info(f"{redis_prefix}s:lab:readings")
+    assert info.retention_msecs == 2 * 86_400_000
+    assert info.labels == {"app": "aeroguard", "ns": store.keys.namespace, "sensor": "lab", "kind": "reading"}
+    assert info.duplicate_policy in ("block", b"block")
+    rules = {key: (rule[0], rule[1]) for key, rule in info.rules.items()}
+    assert rules == {f"{redis_prefix}s:lab:readings:avg_1m": (60_000, "AVG"),
+                     f"{redis_prefix}s:lab:readings:avg_1h": (3_600_000, "AVG")}
+    minute = redis_client.ts().info(f"{redis_prefix}s:lab:readings:avg_1m")
+    assert minute.retention_msecs == settings.minute_retention_days * 86_400_000
+
+
+def test_compaction_averages_each_minute(redis_client, settings, redis_prefix):
+    store = Store(redis_client, settings)
+    for second, value in ((0, 10.0), (30, 20.0), (61, 50.0), (125, 1.0)):
+        store.append_reading("avg", second * 1000, value)
+    minute = redis_client.ts().range(f"{redis_prefix}s:avg:readings:avg_1m", "-", "+")
+    assert [(int(t), float(v)) for t, v in minute] == [(0, 15.0), (60_000, 50.0)]
+
+
+def test_epoch_fence_and_idempotency_in_one_step(redis_client, settings):
+    store = Store(redis_client, settings)
+    assert store.append_aggregate("g", 3, 1, 1_000, 1.0).status == "stored"
+    assert store.append_aggregate("g", 3, 1, 1_000, 9.0).status == "duplicate"
+    assert store.append_aggregate("g", 2, 2, 2_000, 1.0).newest_epoch == 3
+    assert store.append_aggregate("g", 4, 1, 3_000, 2.0).status == "stored"
+    # a late round of the current epoch (from the spool) is still taken, after the newest
+    late = store.append_aggregate("g", 4, 0, 500, 3.0)
+    assert late.status == "stored" and late.timestamp == 3_001
+    assert store.group_state("g") == {"epoch": 4, "round": 0, "timestamp": 3_001}
+    assert [v for _, v in store.read_range("g", "-", "+", 10)] == [1.0, 2.0, 3.0]
+
+
+def test_read_window_reads_only_its_window(redis_client, settings):
+    store = Store(redis_client, settings)
+    for i in range(50):
+        store.append_reading("win", 1_000 * i, float(i))
+    window = store.read_window("win", 10)
+    assert window.values == tuple(float(i) for i in range(40, 50))
+    assert window.timestamps == tuple(1_000 * i for i in range(40, 50))
+    earlier = store.read_window("win", 3, end=20_000)
+    assert earlier.values == (18.0, 19.0, 20.0)
+
+
+def test_event_log_is_newest_first_and_filtered(redis_client, settings):
+    store = Store(redis_client, settings)
+    for i in range(5):
+        store.record_event({"kind": "decision", "sensor": "a" if i % 2 else "b", "n": i})
+    assert [e["n"] for e in store.read_events(10)] == [4, 3, 2, 1, 0]
+    assert [e["n"] for e in store.read_events(10, sensor="a")] == [3, 1]
+    assert [e["n"] for e in store.read_events(1, sensor="b")] == [4]

@@ -1,0 +1,73 @@
+"""The Keras networks of the learned detectors, and how they are trained and exported.
+
+Imported only where TensorFlow is wanted (training, evaluation, the in-process backend's
+tests). Each served model takes raw windows (input ``window``, shape ``[n, W]``, float32),
+standardises them with its sensor profile inside the graph, and answers one anomaly score per
+window (output ``output_0``), so every backend judges the same raw window identically.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from webapp.detection.features import Profile
+from webapp.detection.features import prepare
+from webapp.inference.inprocess import INPUT_KEY
+from webapp.inference.inprocess import import_tensorflow
+
+
+def _keras(seed: int):
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras
+
+
+def autoencoder(window_size: int, units: int, profile: Profile, seed: int):
+    """A dense autoencoder (train model) and its scorer: mean squared reconstruction error."""
+    keras = _keras(seed)
+    ops = keras.ops
+    scaled = keras.Input((window_size,), name="scaled")
+    hidden = keras.layers.Dense(units, activation="tanh")(scaled)
+    code = keras.layers.Dense(max(2, units // 4), activation="tanh")(hidden)
+    hidden = keras.layers.Dense(units, activation="tanh")(code)
+    train = keras.Model(scaled, keras.layers.Dense(window_size)(hidden), name="autoencoder")
+    raw = keras.Input((window_size,), name=INPUT_KEY)
+    x = (raw - profile.center) / profile.scale
+    score = ops.mean(ops.square(train(x) - x), axis=1)
+    return train, keras.Model(raw, score, name="autoencoder_score")
+
+
+def lstm_forecaster(window_size: int, units: int, profile: Profile, seed: int):
+    """An LSTM forecasting the newest reading from the others, and its scorer: absolute error."""
+    keras = _keras(seed)
+    ops = keras.ops
+    past = keras.Input((window_size - 1, 1), name="past")
+    hidden = keras.layers.LSTM(units)(past)
+    train = keras.Model(past, keras.layers.Dense(1)(hidden), name="lstm")
+    raw = keras.Input((window_size,), name=INPUT_KEY)
+    x = (raw - profile.center) / profile.scale
+    forecast = train(ops.expand_dims(x[:, :-1], -1))[:, 0]
+    return train, keras.Model(raw, ops.abs(forecast - x[:, -1]), name="lstm_score")
+
+
+def fit_network(kind: str, windows: np.ndarray, profile: Profile, units: int, epochs: int, seed: int, progress=None):
+    """Train a network of `kind` on normal raw windows; returns (train model, scoring model)."""
+    build = {"autoencoder": autoencoder, "lstm": lstm_forecaster}[kind]
+    train, scorer = build(windows.shape[1], units, profile, seed)
+    keras = _keras(seed)
+    x = prepare(windows, profile)
+    inputs, targets = (x, x) if kind == "autoencoder" else (x[:, :-1, None], x[:, -1:])
+    train.compile(optimizer=keras.optimizers.Adam(learning_rate=3e-3), loss="mse")
+    callbacks = [progress] if progress is not None else []
+    train.fit(inputs, targets, epochs=epochs, batch_size=64, shuffle=True, verbose=0, callbacks=callbacks)
+    return train, scorer
+
+
+def export(scorer, path: str | Path) -> Path:
+    """Write the scoring model as a SavedModel for TF Serving (``serving_default`` signature)."""
+    path = Path(path)
+    scorer.export(str(path), format="tf_saved_model", verbose=False)
+    return path
