@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import threading
 import time
+import zlib
 from typing import Protocol
 
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -111,17 +112,58 @@ class CommandSource:
 
 
 class SimulatedSource:
-    """Reads `edge.simulator`'s process at the current wall-clock time."""
+    """Reads `edge.simulator`'s process at the wall-clock time (seconds since the Unix epoch).
+
+    All nodes of a group share the physical process (same parameters, same clock); each node's
+    noise comes from its own seed. Fault times are relative to this source's creation.
+
+    Parameters
+    ----------
+    simulator
+        An object with ``read(t: float) -> float | None`` (None: a dropout).
+    """
 
     def __init__(self, simulator, clock=time.time) -> None:
         self.simulator = simulator
         self.clock = clock
 
     def read(self) -> float:
-        value = self.simulator.sample(self.clock())
+        value = self.simulator.read(self.clock())
         if value is None:
             raise SourceError("simulated dropout")
         return float(value)
+
+
+def simulated(options: dict[str, str], node_id: str, now: float | None = None) -> SimulatedSource:
+    """A `SimulatedSource` from ``sim:`` options.
+
+    Options: ``base``, ``amplitude``, ``period_s``, ``noise``, ``drift_per_hour``, ``seed``
+    (default: derived from the node id) and ``faults=KIND:START:DURATION[:MAGNITUDE]|...``
+    with START seconds after the node starts (kinds: spike, drift, stuck, noise, dropout).
+
+    >>> source = simulated({"base": "50", "noise": "0", "amplitude": "0"}, "n1")
+    >>> source.read()
+    50.0
+    >>> simulated({"faults": "dropout:0:60"}, "n1").read()
+    Traceback (most recent call last):
+    ...
+    edge.sources.SourceError: simulated dropout
+    """
+    from edge.simulator import Fault
+    from edge.simulator import TemperatureSimulator
+
+    start = time.time() if now is None else now
+    params = {k: float(v) for k, v in options.items() if k in ("base", "amplitude", "period_s", "noise",
+                                                               "drift_per_hour")}
+    unknown = set(options) - set(params) - {"seed", "faults"}
+    if unknown:
+        raise ValueError(f"unknown sim option(s): {sorted(unknown)}")
+    faults = []
+    for spec in filter(None, options.get("faults", "").split("|")):
+        kind, begin, duration, *magnitude = spec.split(":")
+        faults.append(Fault(kind, start + float(begin), float(duration), float(magnitude[0]) if magnitude else 0.0))
+    seed = int(options["seed"]) if "seed" in options else zlib.crc32(node_id.encode())
+    return SimulatedSource(TemperatureSimulator(seed=seed, faults=faults, **params))
 
 
 def build_source(spec: str, node_id: str = "") -> Source:
@@ -143,9 +185,8 @@ def build_source(spec: str, node_id: str = "") -> Source:
     if kind == "cmd":
         return CommandSource(arg)
     if kind == "sim":
-        from edge import simulator
         options = dict(item.split("=", 1) for item in arg.split(",") if item)
-        return SimulatedSource(simulator.from_options(options, seed_name=node_id))
+        return simulated(options, node_id)
     raise ValueError(f"unknown source kind {kind!r} (sim, csv, file, cmd, const)")
 
 

@@ -31,14 +31,15 @@ class PhysicalLimits:
         Readings closer together than this are treated as this far apart when computing a
         rate (the nominal sampling period), so a burst of requests is not a steep slope.
     stuck_count
-        This many identical readings in a row count as a stuck sensor (0 disables the check).
+        This many identical readings in a row count as a stuck sensor (0 disables the check;
+        on by default: a live sensor's noise never repeats a float reading ten times).
     """
 
     low: float = -40.0
     high: float = 150.0
     max_rate: float = 5.0
     min_interval_s: float = 1.0
-    stuck_count: int = 0
+    stuck_count: int = 10
 
     def __post_init__(self) -> None:
         for name in ("low", "high", "max_rate", "min_interval_s"):
@@ -76,6 +77,13 @@ class Settings:
     model_name: str = "autoencoder"
     serving_host: str = ""
     threshold: float | None = None
+    inference_backend: str = ""
+    serving_grpc_port: int = 8500
+    serving_rest_port: int = 8501
+    inference_timeout_s: float = 0.25
+    breaker_failures: int = 5
+    breaker_reset_s: float = 10.0
+    models_dir: str = "serving/models"
     physical: PhysicalLimits = field(default_factory=PhysicalLimits)
     physical_per_sensor: Mapping[str, PhysicalLimits] = field(default_factory=dict)
     api_keys: tuple[str, ...] = ()
@@ -90,6 +98,10 @@ class Settings:
             raise ValueError("vote_required must be at least 1")
         if self.retention_days <= 0:
             raise ValueError("retention_days must be positive")
+        if self.inference_backend not in ("", "grpc", "rest", "inprocess"):
+            raise ValueError("inference_backend must be grpc, rest or inprocess (empty: grpc with SERVING_HOST)")
+        if self.inference_timeout_s <= 0:
+            raise ValueError("inference_timeout_s must be positive")
 
     def limits_for(self, sensor: str) -> PhysicalLimits:
         """The physical limits of `sensor`: its own, or the default ones."""
@@ -126,6 +138,13 @@ class Settings:
             model_name=env.get("MODEL_NAME", defaults.model_name),
             serving_host=env.get("SERVING_HOST", ""),
             threshold=float(threshold) if threshold else None,
+            inference_backend=env.get("INFERENCE_BACKEND", defaults.inference_backend),
+            serving_grpc_port=int(env.get("SERVING_GRPC_PORT", defaults.serving_grpc_port)),
+            serving_rest_port=int(env.get("SERVING_REST_PORT", defaults.serving_rest_port)),
+            inference_timeout_s=float(env.get("INFERENCE_TIMEOUT_S", defaults.inference_timeout_s)),
+            breaker_failures=int(env.get("BREAKER_FAILURES", defaults.breaker_failures)),
+            breaker_reset_s=float(env.get("BREAKER_RESET_S", defaults.breaker_reset_s)),
+            models_dir=env.get("MODELS_DIR", defaults.models_dir),
             physical=_limits(env.get("PHYSICAL_LIMITS"), defaults.physical),
             physical_per_sensor={
                 sensor: _limits(json.dumps(spec), defaults.physical)

@@ -32,20 +32,20 @@ class ServedDetector(Detector):
         Seed of the weights and of the training shuffle.
     backend
         Serves the model (see `webapp.inference`); None scores with the network `fit` built.
-    version
+    model_version
         The model version to ask the backend for (None: the latest it serves).
     """
 
     name = "served"
 
     def __init__(self, window_size: int = 10, units: int = 16, epochs: int = 20, seed: int = 0,
-                 backend=None, version: int | None = None):
+                 backend=None, model_version: int | None = None):
         self.window_size = window_size
         self.units = units
         self.epochs = epochs
         self.seed = seed
         self.backend = backend
-        self.version = version
+        self.model_version = model_version
 
     def fit(self, windows: np.ndarray, progress=None) -> ServedDetector:
         from webapp.detection.networks import fit_network
@@ -65,20 +65,24 @@ class ServedDetector(Detector):
                 raise DetectorUnavailable(f"{self.name}: neither fitted nor served")
             return np.asarray(self.scorer_.predict_on_batch(rows.astype(np.float32)), dtype=np.float64)
         try:
-            return self.backend.predict(self.name, rows, self.version)
+            return self.backend.predict(self.name, rows, self.model_version)
         except InferenceError as exc:
             raise DetectorUnavailable(f"{self.name}: {exc}") from exc
 
     def score_one(self, window: Window) -> float:
         return float(self.score(window.array[None, :])[0])
 
+    def state(self) -> str:
+        """``ok``, or why the model cannot answer now (its backend's circuit is open)."""
+        health = getattr(self.backend, "health", None)
+        if not callable(health):
+            return "ok"
+        status = health()
+        return "ok" if status["circuit"] == "closed" else f"{status['backend']} circuit {status['circuit']}"
+
     @property
     def version(self) -> str:
-        return "unsaved" if self._version is None else str(self._version)
-
-    @version.setter
-    def version(self, value: int | None) -> None:
-        self._version = value
+        return "unsaved" if self.model_version is None else str(self.model_version)
 
     def __getstate__(self) -> dict:
         # Keras models and backend connections do not pickle; the weights and profile do.

@@ -1,0 +1,74 @@
+"""The model manifest (``serving/models/manifest.json``): which version of each learned
+detector is live, its calibrated threshold, window size and sensor profile.
+
+The training script writes it; the web tier reads it once per worker and asks the model server
+for exactly the version listed, so a score is always judged by the threshold calibrated for
+the model that produced it, even while TF Serving holds two versions during a rollout.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from webapp.detection.features import Profile
+
+MANIFEST = "manifest.json"
+LEARNED = ("isolation_forest", "autoencoder", "lstm")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ManifestError(Exception):
+    """Raised when the manifest is missing, unreadable or lacks a detector."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One learned detector's live version and calibration."""
+
+    name: str
+    version: int
+    threshold: float
+    window_size: int
+    profile: Profile
+    artefact: str | None = None
+
+
+def resolve_models_dir(models_dir: str | Path) -> Path:
+    """`models_dir` as given, or relative to the project when it is relative and absent here."""
+    path = Path(models_dir)
+    if path.is_absolute() or path.exists():
+        return path
+    return PROJECT_ROOT / path
+
+
+def load_manifest(models_dir: str | Path) -> dict[str, ModelEntry]:
+    """The live entry of every learned detector, by name."""
+    path = resolve_models_dir(models_dir) / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            name: ModelEntry(
+                name=name,
+                version=int(spec["version"]),
+                threshold=float(spec["threshold"]),
+                window_size=int(spec["window_size"]),
+                profile=Profile(**spec["profile"]),
+                artefact=spec.get("artefact"),
+            )
+            for name, spec in data["models"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ManifestError(f"cannot read the model manifest {path}: {exc}") from exc
+
+
+def write_manifest(models_dir: str | Path, entries: dict[str, dict], training: dict) -> Path:
+    """Write the manifest: the new live entries, and the previous ones kept as history."""
+    path = Path(models_dir) / MANIFEST
+    history = []
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        history = old.get("history", []) + [{"models": old.get("models", {}), "training": old.get("training", {})}]
+    body = {"format": 1, "models": entries, "training": training, "history": history[-10:]}
+    path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,74 @@
+"""`build_panel`: the four detectors of a web worker, their thresholds and their backend.
+
+The physical rule always votes. The learned detectors come from the model manifest (live
+version, calibrated threshold, window size); when the manifest cannot be read they abstain,
+saying why, and the panel keeps judging with what is left. ``THRESHOLD`` overrides the
+threshold of the detector named by ``MODEL_NAME``. Called once per worker, after fork.
+"""
+from __future__ import annotations
+
+import logging
+
+from webapp.config import Settings
+from webapp.detection.iforest import IsolationForestDetector
+from webapp.detection.manifest import LEARNED
+from webapp.detection.manifest import ManifestError
+from webapp.detection.manifest import load_manifest
+from webapp.detection.manifest import resolve_models_dir
+from webapp.detection.neural import AutoencoderDetector
+from webapp.detection.neural import LSTMDetector
+from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
+from webapp.detection.physical import PhysicalRule
+from webapp.detection.vote import Abstainer
+from webapp.detection.vote import Panel
+from webapp.detection.vote import Voter
+
+log = logging.getLogger(__name__)
+
+SERVED = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}
+
+
+def build_panel(settings: Settings, backend=None) -> Panel:
+    """The detectors every window is judged by, and the quorum they need (``VOTE_REQUIRED``).
+
+    Parameters
+    ----------
+    settings
+        Names the manifest folder, the inference backend and the overrides.
+    backend
+        The inference backend of the served models; by default `make_backend(settings)`.
+    """
+    voters = [Voter(PhysicalRule(settings.limits_for), PHYSICAL_THRESHOLD)]
+    try:
+        entries = load_manifest(settings.models_dir)
+    except ManifestError as exc:
+        log.warning("learned detectors abstain: %s", exc)
+        return Panel(voters + [Abstainer(name, str(exc)) for name in LEARNED], settings.vote_required)
+    if backend is None:
+        from webapp.inference import make_backend
+
+        backend = make_backend(settings)
+    for name in LEARNED:
+        entry = entries.get(name)
+        if entry is None:
+            voters.append(Abstainer(name, "not in the model manifest"))
+            continue
+        if entry.window_size > settings.window_size:
+            log.warning("%s needs %d readings but WINDOW_SIZE is %d: it will abstain",
+                        name, entry.window_size, settings.window_size)
+        threshold = settings.threshold if settings.threshold is not None and name == settings.model_name else entry.threshold
+        try:
+            detector = _detector(settings, entry, backend)
+        except OSError as exc:
+            log.warning("%s abstains: %s", name, exc)
+            voters.append(Abstainer(name, f"artefact unreadable: {exc}"))
+            continue
+        voters.append(Voter(detector, threshold))
+    return Panel(voters, settings.vote_required)
+
+
+def _detector(settings: Settings, entry, backend):
+    if entry.name == "isolation_forest":
+        path = resolve_models_dir(settings.models_dir) / entry.artefact
+        return IsolationForestDetector.load(path, version=str(entry.version))
+    return SERVED[entry.name](window_size=entry.window_size, backend=backend, model_version=entry.version)
