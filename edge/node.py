@@ -133,7 +133,8 @@ class EdgeNode:
     def start(self) -> None:
         """Install watches, register, and start the election, follower and delivery threads."""
         self.zk.add_listener(self._on_state)
-        for path in (self.paths.nodes, self.paths.election, self.paths.queue):
+        for path in (self.paths.nodes, self.paths.election, self.paths.queue, self.paths.epoch,
+                     self.paths.trigger):
             self.zk.ensure_path(path)
         self.hotconfig.start()
         self.zk.ChildrenWatch(self.paths.nodes, self._on_nodes)
@@ -383,7 +384,6 @@ class EdgeNode:
         if int(previous.get("epoch", -1)) >= term.epoch:
             log.error("epoch %d is not above the last trigger's %s: was the election znode recreated?",
                       term.epoch, previous.get("epoch"))
-        self.zk.ensure_path(self.paths.epoch)
         doc = {"epoch": term.epoch, "leader": self.settings.node_id, "lock_node": term.lock_path,
                "since": now_ms(), "first_round": term.last_round + 1,
                "previous": {"epoch": previous.get("epoch"), "round": previous.get("round")}}
@@ -394,9 +394,9 @@ class EdgeNode:
         transaction.check(term.lock_path, 0)
         transaction.set_data(path, json.dumps(doc).encode())
         results = transaction.commit()
-        failures = [r for r in results if isinstance(r, Exception)]
+        failures = [r.__class__.__name__ for r in results if isinstance(r, Exception)]
         if failures:
-            raise Fenced(f"fenced write to {path} failed: {failures[0].__class__.__name__}")
+            raise Fenced(f"fenced write to {path} failed: {', '.join(failures)}")
 
     def _lead_rounds(self, term: Term) -> None:
         queue = LockingQueue(self.zk, self.paths.queue)

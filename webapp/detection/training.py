@@ -7,7 +7,6 @@ false-alarm rate of those held-out windows. Needs TensorFlow and scikit-learn.
 """
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -191,6 +190,3 @@ def _entry(detector, held_scores: np.ndarray, plan: TrainingPlan, version: int, 
         entry["artefact"] = artefact
     return entry
 
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:64]
