@@ -489,7 +489,7 @@ class EdgeNode:
         if kind != "accepted":
             log.info("%s reading from %s for epoch %d round %d (now %d/%d)", kind, reading.node_id,
                      reading.epoch, reading.round, epoch, round_)
-        self.events.write("collected", kind=kind, source=reading.node_id, epoch=reading.epoch,
+        self.events.write("collected", status=kind, source=reading.node_id, epoch=reading.epoch,
                           round=reading.round, value=reading.value, in_round=round_)
 
     def _aggregate(self, epoch: int, round_: int, issued_at: int, readings: dict[str, Reading],

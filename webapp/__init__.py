@@ -45,10 +45,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from webapp import api
     from webapp import cluster
     from webapp import health
+    from webapp import openapi
 
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(cluster.bp)
+    app.register_blueprint(openapi.bp)
     _register_handlers(app)
     if settings.env == "local" and not settings.api_keys:
         log.warning("no API keys configured: ingest endpoints are open (local demo only)")

@@ -1,0 +1,99 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json``.
+
+Written by hand next to the routes it describes; ``tests/test_openapi.py`` checks that it
+names exactly the routes the app serves, and runs schema-driven requests against the app.
+"""
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import jsonify
+
+from webapp.config import SENSOR_PATTERN
+
+bp = Blueprint("openapi", __name__)
+
+_SENSOR = {"name": "sensor", "in": "query", "required": False,
+           "schema": {"type": "string", "pattern": f"^{SENSOR_PATTERN}$"}}
+_DATO = {"name": "dato", "in": "query", "required": True, "description": "a finite decimal number",
+         "schema": {"type": "string", "pattern": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?$"}}
+_COUNT = {"name": "count", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}
+_MS = {"type": "integer", "minimum": 0, "description": "milliseconds since the Unix epoch"}
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_JSON = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _answers(ok: int, *errors: int) -> dict:
+    return {str(ok): _JSON, **{str(code): _ERROR for code in errors}}
+
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {"title": "AeroGuard", "version": "1.0.0",
+             "description": "Readings, verdicts of the M-of-N detector vote, and the edge cluster."},
+    "paths": {
+        "/nuevo": {"get": {"summary": "Store one reading", "parameters": [_DATO, _SENSOR],
+                           "responses": _answers(201, 400, 401, 403, 503)}},
+        "/listar": {"get": {"summary": "Readings in time order",
+                            "parameters": [_SENSOR, _COUNT,
+                                           {"name": "from", "in": "query", "schema": _MS},
+                                           {"name": "to", "in": "query", "schema": _MS}],
+                            "responses": _answers(200, 400, 503)}},
+        "/detectar": {"get": {"summary": "Store a reading and judge its window", "parameters": [_DATO, _SENSOR],
+                              "responses": _answers(201, 400, 401, 403, 503)}},
+        "/api/v1/readings": {"post": {
+            "summary": "Edge aggregates (one or a list); idempotent by group:epoch:round",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "oneOf": [{"$ref": "#/components/schemas/Aggregate"},
+                          {"type": "array", "minItems": 1, "maxItems": 100,
+                           "items": {"$ref": "#/components/schemas/Aggregate"}}]}}}},
+            "responses": _answers(201, 200, 400, 401, 403, 409, 503)}},
+        "/api/v1/anomalies": {"get": {"summary": "The decision log, newest first",
+                                      "parameters": [_SENSOR, _COUNT,
+                                                     {"name": "kind", "in": "query",
+                                                      "schema": {"enum": ["decision", "sensor_fault"]}}],
+                                      "responses": _answers(200, 400, 503)}},
+        "/api/v1/cluster": {"get": {"summary": "Edge groups, leaders, epochs, nodes, config",
+                                    "responses": _answers(200, 503)}},
+        "/api/v1/config": {"put": {"summary": "Change the cluster configuration (hot)",
+                                   "requestBody": {"required": True,
+                                                   "content": {"application/json": {"schema": {"type": "object"}}}},
+                                   "responses": _answers(200, 400, 401, 403, 503)}},
+        "/healthz": {"get": {"summary": "Liveness", "responses": _answers(200)}},
+        "/readyz": {"get": {"summary": "Readiness and each dependency's state", "responses": _answers(200, 503)}},
+        "/metrics": {"get": {"summary": "Prometheus exposition",
+                             "responses": {"200": {"description": "text exposition",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": _answers(200)}},
+    },
+    "components": {
+        "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Aggregate": {
+                "type": "object", "additionalProperties": False,
+                "required": ["group", "epoch", "round", "timestamp", "value"],
+                "properties": {
+                    "group": {"type": "string", "pattern": f"^{SENSOR_PATTERN}$"},
+                    "epoch": {"type": "integer", "minimum": 0},
+                    "round": {"type": "integer", "minimum": 0},
+                    "timestamp": _MS,
+                    "value": {"type": "number"},
+                    "readings": {"type": "array", "maxItems": 64, "items": {
+                        "type": "object", "required": ["node_id", "value"],
+                        "properties": {"node_id": {"type": "string", "pattern": f"^{SENSOR_PATTERN}$"},
+                                       "value": {"type": "number"}, "measured_at": _MS}}},
+                    "excluded": {"type": "array", "maxItems": 64, "items": {
+                        "type": "object", "required": ["node_id", "value"],
+                        "properties": {"node_id": {"type": "string", "pattern": f"^{SENSOR_PATTERN}$"},
+                                       "value": {"type": "number"},
+                                       "reason": {"type": "string", "maxLength": 200}}}},
+                },
+            },
+        },
+    },
+}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(SPEC)
