@@ -165,10 +165,13 @@ class HotConfig:
     on_change
         Called with the new `EdgeConfig` whenever it changes; it must only signal (it runs
         on kazoo's worker thread).
+    on_reject
+        Called with the error when a document or merge is rejected (same rule).
     """
 
     def __init__(self, zk, root: str, group: str, defaults: Mapping[str, object] | None = None,
-                 on_change: Callable[[EdgeConfig], None] | None = None) -> None:
+                 on_change: Callable[[EdgeConfig], None] | None = None,
+                 on_reject: Callable[[ConfigError], None] | None = None) -> None:
         self.zk = zk
         self.cluster_path = f"{root}/config"
         self.group_path = f"{root}/groups/{group}/config"
@@ -176,6 +179,7 @@ class HotConfig:
         self._state = _State(defaults=checked)
         self._current = merge(checked)
         self._on_change = on_change
+        self._on_reject = on_reject
         self._lock = threading.Lock()
         self.errors = 0
         self.applied = 0
@@ -200,14 +204,16 @@ class HotConfig:
             candidate = {**self._state.__dict__, layer: doc}
             try:
                 new = merge(candidate["defaults"], candidate["cluster"], candidate["group"])
-            except (ConfigError, TypeError) as exc:
-                self.errors += 1
-                log.error("config %s rejected, keeping the last good one: %s", layer, exc)
-                return
-            setattr(self._state, layer, doc)
+            except ConfigError as exc:
+                new, rejected = self._current, exc
+            else:
+                rejected = None
+                setattr(self._state, layer, doc)
             changed, self._current = new != self._current, new
-            if changed:
-                self.applied += 1
+            self.applied += int(changed)
+        if rejected is not None:
+            self._reject(layer, rejected)
+            return
         if changed:
             log.info("config applied: %s", new)
             if self._on_change:
@@ -217,3 +223,5 @@ class HotConfig:
         with self._lock:
             self.errors += 1
         log.error("config %s rejected, keeping the last good one: %s", layer, exc)
+        if self._on_reject:
+            self._on_reject(exc)

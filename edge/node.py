@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 10.0
 STATUS_EVERY_S = 5.0
+MAX_ENTRIES_PER_ROUND = 256
 
 
 class Fenced(Exception):
@@ -109,7 +110,8 @@ class EdgeNode:
         self.paths = GroupPaths(settings.zk_root, settings.group)
         self.started_at = now_ms()
         self.counts: collections.Counter[str] = collections.Counter()
-        self.hotconfig = HotConfig(zk, settings.zk_root, settings.group, settings.defaults, self._on_config)
+        self.hotconfig = HotConfig(zk, settings.zk_root, settings.group, settings.defaults, self._on_config,
+                                   lambda exc: self.events.write("config_rejected", error=str(exc)))
         self.delivery = Delivery(Spool(settings.spool_dir, settings.spool_max), lambda: self.hotconfig.current,
                                  self.connected, self._on_stale, settings.api_key, self.events)
         self._lock = threading.Lock()
@@ -163,6 +165,7 @@ class EdgeNode:
         self.zk.stop()
         self.zk.close()
         self.events.write("stopped")
+        self.events.close()
         log.info("node %s stopped", self.settings.node_id)
 
     def _guard(self, loop) -> None:
@@ -452,13 +455,13 @@ class EdgeNode:
                  deadline: float) -> None:
         """Take readings until every live node answered or `deadline`; handle every entry taken."""
         expected = set(self._live) | {self.settings.node_id}
-        while not expected <= readings.keys():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+        for _ in range(MAX_ENTRIES_PER_ROUND):
             if not self.connected():
                 raise RoundAborted("connection suspended while collecting")
-            raw = queue.get(timeout=remaining)
+            # Once every live node answered (or at the deadline) take only what is already
+            # there, so older entries are handled now and the queue stays small.
+            waiting = not expected <= readings.keys()
+            raw = queue.get(timeout=max(deadline - time.monotonic(), 0.0) if waiting else 0.0)
             if raw is None:
                 break
             if not queue.consume():

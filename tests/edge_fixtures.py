@@ -60,6 +60,11 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def replica(self, **changes) -> Receiver:
+        """Another replica (own port) over the same storage, like web replicas over one Redis."""
+        return Receiver(stored=self.stored, answers=self.answers, _newest=self._newest, _keys=self._keys,
+                        _lock=self._lock, **changes)
+
     def start(self) -> Receiver:
         receiver = self
 
@@ -352,3 +357,47 @@ def wait_rounds(receiver: Receiver, count: int, timeout: float) -> None:
     """Wait until `count` more aggregates are stored than now."""
     target = receiver.count() + count
     wait_until(lambda: receiver.count() >= target, timeout, f"{count} more stored aggregates")
+
+
+# --- a group of edge processes -------------------------------------------------------------------
+
+class EdgeGroup:
+    """Three (or more) ``python -m edge`` processes of group ``g1`` delivering to `receiver`.
+
+    `zk` is an admin client on the same chroot as `zk_hosts`; `period_s` and the other hot
+    config keys are written to ``/aeroguard/config`` before the nodes start.
+    """
+
+    def __init__(self, directory: Path, zk, zk_hosts: str, urls: list[str], period_s: float = 0.5,
+                 session_timeout: float = 2.0) -> None:
+        self.directory = directory
+        self.zk = zk
+        self.zk_hosts = zk_hosts
+        self.period_s = period_s
+        self.session_timeout = session_timeout
+        self.processes: dict[str, EdgeProcess] = {}
+        set_config(zk, {"sampling_period_s": period_s, "api_urls": urls})
+
+    def start(self, node_id: str, source: str = "const:20", zk_hosts: str | None = None) -> EdgeProcess:
+        process = EdgeProcess(self.directory, "g1", node_id, zk_hosts or self.zk_hosts, source,
+                              self.session_timeout)
+        self.processes[node_id] = process.start()
+        return process
+
+    def leader(self, timeout: float = 15.0, above: int = -1) -> tuple[EdgeProcess, int]:
+        """The leading process and its epoch, once an epoch above `above` is published."""
+        def probe():
+            found = leader_of(self.zk, "g1")
+            return found if found and found[1] > above and found[0] in self.processes else None
+        node_id, epoch = wait_until(probe, timeout, f"a leader with epoch above {above}")
+        return self.processes[node_id], epoch
+
+    def live(self) -> list[str]:
+        return sorted(self.zk.get_children("/aeroguard/groups/g1/nodes"))
+
+    def events(self) -> list[dict]:
+        return all_events(self.processes.values())
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()

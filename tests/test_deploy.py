@@ -9,9 +9,12 @@ Redis Stack, so a typo in a directive fails here rather than on a swarm.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,6 +225,36 @@ def test_edge_nodes_run_the_edge_cli_with_distinct_node_ids(stack):
     assert _environment(edge)["EDGE_NODE_ID"] == "{{.Task.Slot}}"
     # Two tasks of one slot at once would claim the same node id in discovery.
     assert edge["deploy"]["update_config"]["order"] == "stop-first"
+
+
+def test_edge_command_and_environment_reach_the_edge_cli(stack, tmp_path):
+    """Run the edge service's real shell command, with only `python -m edge` swapped for a
+    probe that parses its arguments with the edge's own parser, as task slot 2 would."""
+    edge = stack["services"]["edge"]
+    secret = tmp_path / "api_keys"
+    secret.write_text("key-one\nkey-two\n", encoding="utf-8")
+    shell, flag, script = edge["command"]
+    # Compose turns $$ into a literal $; the secret is mounted at /run/secrets/<name>.
+    script = script.replace("$$", "$").replace("/run/secrets/api_keys", str(secret))
+    probe = ("import json, os, sys; from edge.config import EdgeSettings; "
+             "s = EdgeSettings.from_args(sys.argv[1:]); "
+             "print(json.dumps([s.group, s.node_id, s.zk_hosts, s.spool_dir, s.api_key, s.defaults['api_urls']]))")
+    assert script.count("python -m edge") == 1
+    script = script.replace("python -m edge", f"{shlex.quote(sys.executable)} -c {shlex.quote(probe)}")
+    env = {key: value.replace("{{.Task.Slot}}", "2") for key, value in _environment(edge).items()}
+    env |= {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([shell, flag, script], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    group, node_id, zk_hosts, spool_dir, api_key, api_urls = json.loads(result.stdout)
+    assert (group, node_id, zk_hosts) == ("boiler-1", "2", "zk1:2181,zk2:2181,zk3:2181")
+    assert spool_dir == "/var/lib/aeroguard/spool/2"
+    assert api_key == "key-one"
+    assert api_urls == ["http://web:8000"]
+    assert "api_keys" in _names(edge["secrets"])
+
+    secret.unlink()
+    missing = subprocess.run([shell, flag, script], env=env, capture_output=True, text=True, timeout=30)
+    assert missing.returncode != 0, "the edge must not start without its API key"
 
 
 def test_zookeeper_ensemble_is_swarm_safe(stack):
@@ -452,8 +485,12 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _replication(client: redis.Redis) -> dict:
-    return client.info("replication")
+def _in_sync(replica: redis.Redis) -> bool:
+    """True once the replica's link to its master is up; False while it is still starting."""
+    try:
+        return replica.info("replication").get("master_link_status") == "up"
+    except (redis.ConnectionError, redis.BusyLoadingError):
+        return False
 
 
 def test_redis_and_sentinel_files_run_on_real_redis_stack(tmp_path):
@@ -484,7 +521,7 @@ def test_redis_and_sentinel_files_run_on_real_redis_stack(tmp_path):
         master = redis.Redis(port=master_port, password=password, socket_timeout=2, decode_responses=True)
         replica = redis.Redis(port=replica_port, password=password, socket_timeout=2, decode_responses=True)
         clients += [master, replica]
-        wait_until(lambda: _replication(replica)["master_link_status"] == "up", 20, "replica in sync")
+        wait_until(lambda: _in_sync(replica), 20, "replica in sync")
 
         with redis.Redis(port=master_port, socket_timeout=2) as anonymous:
             with pytest.raises(redis.AuthenticationError):

@@ -10,6 +10,7 @@ from flask import g
 from flask import request
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -58,16 +59,29 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def make_redis(settings: Settings) -> redis.Redis:
-    """One pool per process, with explicit timeouts and a bounded, backed-off retry."""
-    return redis.Redis.from_url(
-        settings.redis_url,
+    """One pool per process, with explicit timeouts and a bounded, backed-off retry.
+
+    With ``REDIS_SENTINELS`` the master is found through Sentinel (one write point, followed
+    across failovers); otherwise ``REDIS_URL`` names the server.
+    """
+    options = dict(
         decode_responses=True,
+        password=settings.redis_password,
         socket_timeout=settings.redis_socket_timeout_s,
         socket_connect_timeout=settings.redis_socket_timeout_s,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         health_check_interval=30,
     )
+    if settings.redis_sentinels:
+        sentinel = Sentinel(
+            list(settings.redis_sentinels), min_other_sentinels=1,
+            socket_timeout=settings.redis_socket_timeout_s,
+            socket_connect_timeout=settings.redis_socket_timeout_s,
+            sentinel_kwargs={"socket_timeout": settings.redis_socket_timeout_s},
+        )
+        return sentinel.master_for(settings.redis_sentinel_master, **options)
+    return redis.Redis.from_url(settings.redis_url, **options)
 
 
 def make_zookeeper(settings: Settings):

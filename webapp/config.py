@@ -58,6 +58,9 @@ class Settings:
     """Everything the web tier is configured with. Build it with `Settings.from_env()`."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "aeroguard"
+    redis_password: str | None = field(default=None, repr=False)
     redis_socket_timeout_s: float = 2.0
     key_prefix: str = "ag:"
     zk_hosts: str = ""
@@ -123,6 +126,9 @@ class Settings:
         threshold = env.get("THRESHOLD")
         return cls(
             redis_url=redis_url,
+            redis_sentinels=_host_ports(env.get("REDIS_SENTINELS", "")),
+            redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", defaults.redis_sentinel_master),
+            redis_password=_secret(env, "REDIS_PASSWORD"),
             redis_socket_timeout_s=float(env.get("REDIS_SOCKET_TIMEOUT_S", defaults.redis_socket_timeout_s)),
             key_prefix=env.get("AEROGUARD_KEY_PREFIX", defaults.key_prefix),
             zk_hosts=env.get("ZK_HOSTS", ""),
@@ -167,6 +173,26 @@ def _limits(spec: str | None, default: PhysicalLimits) -> PhysicalLimits:
     if unknown:
         raise ValueError(f"unknown physical limit(s): {sorted(unknown)}")
     return dataclasses.replace(default, **values)
+
+
+def _host_ports(spec: str) -> tuple[tuple[str, int], ...]:
+    """``"a:26379,b:26379"`` as ``(("a", 26379), ("b", 26379))``."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"expected host:port, got {item!r}")
+        pairs.append((host, int(port)))
+    return tuple(pairs)
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """The value of `name`, or the first line of the file named by ``<name>_FILE``."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().strip() or None
+    return env.get(name) or None
 
 
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:

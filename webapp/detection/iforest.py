@@ -67,6 +67,10 @@ class IsolationForestDetector(Detector):
         self.max_samples = max_samples
         self.seed = seed
 
+    @classmethod
+    def _unit_test_params(cls) -> dict:
+        return {"window_size": 10, "n_estimators": 50, "max_samples": 256, "seed": 3}
+
     def fit(self, windows: np.ndarray) -> IsolationForestDetector:
         from sklearn.ensemble import IsolationForest
 

@@ -47,6 +47,10 @@ class ServedDetector(Detector):
         self.backend = backend
         self.model_version = model_version
 
+    @classmethod
+    def _unit_test_params(cls) -> dict:
+        return {"window_size": 10, "units": 8, "epochs": 3, "seed": 3}
+
     def fit(self, windows: np.ndarray, progress=None) -> ServedDetector:
         from webapp.detection.networks import fit_network
 

@@ -43,9 +43,18 @@ class PhysicalRule(Detector):
     """
 
     name = "physical"
+    fixed_threshold = THRESHOLD
 
     def __init__(self, limits_for: Callable[[str], PhysicalLimits]):
         self.limits_for = limits_for
+
+    @classmethod
+    def _unit_test_params(cls) -> dict:
+        """Parameters of the contract suite: limits of a 20 °C sensor sampled every second."""
+        from webapp.config import Settings
+
+        limits = PhysicalLimits(low=5.0, high=35.0, max_rate=2.0, stuck_count=10)
+        return {"limits_for": Settings(physical=limits).limits_for}
 
     def score_one(self, window: Window) -> float:
         limits = self.limits_for(window.sensor)

@@ -102,7 +102,9 @@ class Resilient:
         last: ServingUnavailable | None = None
         for _ in range(1 + self.retries):
             if not self.breaker.allow():
-                raise CircuitOpen(f"circuit open for {self.kind} after repeated failures") from last
+                if last is not None:
+                    raise last
+                raise CircuitOpen(f"circuit open for {self.kind} after repeated failures")
             try:
                 scores = self.backend.predict(model, windows, version)
             except ServingUnavailable as exc:
