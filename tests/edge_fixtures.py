@@ -395,8 +395,8 @@ class EdgeGroup:
     def live(self) -> list[str]:
         return sorted(self.zk.get_children("/aeroguard/groups/g1/nodes"))
 
-    def events(self) -> list[dict]:
-        return all_events(self.processes.values())
+    def events(self, kind: str | None = None) -> list[dict]:
+        return [e for e in all_events(self.processes.values()) if kind is None or e["kind"] == kind]
 
     def stop(self) -> None:
         for process in self.processes.values():

@@ -165,7 +165,6 @@ def test_row6_web_replicas_down_slow_and_back(group, receiver, zk):
         down_at = time.time()
         wait_until(lambda: any(e["kind"] == "delivery" and e["status"] == "failed" and e["t"] > down_at
                                for e in group.events()), 10, "deliveries failing")
-        time.sleep(0)  # the outage lasts while rounds are spooled:
         wait_until(lambda: len([e for e in group.events("trigger") if e["t"] > down_at]) >= 6, 10,
                    "six rounds triggered during the outage")
         back = receiver.replica(port=receiver.port).start()
@@ -208,4 +207,71 @@ def test_row9_hot_reconfiguration(group, receiver, zk):
     wait_rounds(receiver, 3, 10)
     assert {n: p.pid for n, p in group.processes.items()} == pids and all(
         p.alive() for p in group.processes.values())  # I7
+    _assert_invariants(receiver, group, None)
+
+
+@pytest.fixture
+def private_group(tmp_path, make_zk_ensemble, receiver):
+    """Three nodes on a private ensemble this test may break; returns ``(group, ensemble)``."""
+    from tests.conftest import make_kazoo_client
+
+    ensemble = make_zk_ensemble()
+    admin = make_kazoo_client(ensemble.hosts)
+    admin.start(timeout=15)
+    group = EdgeGroup(tmp_path, admin, ensemble.hosts, [receiver.url], PERIOD, T)
+    yield group, ensemble
+    group.stop()
+    admin.stop()
+    admin.close()
+
+
+def _lost_or_new_terms(group: EdgeGroup, after: float) -> list[dict]:
+    return [e for e in group.events() if e["t"] > after and
+            (e["kind"] == "leader" or (e["kind"] == "zk_state" and e["state"] == "LOST"))]
+
+
+def _longest_gap(receiver: Receiver, after: float) -> float:
+    arrivals = [s.arrived for s in receiver.stored if s.arrived > after]
+    return max(b - a for a, b in zip(arrivals, arrivals[1:]))
+
+
+def test_row3_one_zookeeper_node_down(private_group, receiver):
+    group, ensemble = private_group
+    _, epoch = _start_three(group, receiver)
+    leader_index = ensemble.leader()
+    for index in ([i for i in range(3) if i != leader_index][0], leader_index):
+        at = time.time()
+        ensemble.kill_node(index)
+        wait_rounds(receiver, 6, 15)
+        assert _lost_or_new_terms(group, at) == []
+        assert group.leader()[1] == epoch
+        assert _longest_gap(receiver, at) <= PERIOD + 1.0 + SLACK / 2
+        ensemble.start_node(index)
+        ensemble.wait_ready(30)
+    _assert_invariants(receiver, group, None)
+
+
+def test_row4_quorum_lost_for_three_session_timeouts(private_group, receiver):
+    group, ensemble = private_group
+    leader, epoch = _start_three(group, receiver)
+    down = [i for i in range(3) if i != ensemble.leader()][:1] + [ensemble.leader()]
+    lost_at = time.time()
+    for index in down:
+        ensemble.kill_node(index)
+    suspended = wait_until(lambda: next((e["t"] for e in leader.events("zk_state")
+                                         if e["state"] == "SUSPENDED" and e["t"] > lost_at), None), T + 2,
+                           "the leader noticed the outage")
+    wait_until(lambda: time.time() > lost_at + 3 * T, 3 * T + 1, "three session timeouts")
+    for index in down:
+        ensemble.start_node(index)
+    back_at = time.time()
+    first = _first_stored_after(receiver, back_at)
+    assert first - back_at <= T + 2 + SLACK
+    wait_rounds(receiver, 4, 15)
+    assert group.leader()[1] == epoch
+    assert [e for e in group.events("trigger") if suspended < e["t"] < back_at] == []
+    assert [e for e in group.events("delivery") if suspended < e["t"] < back_at] == []
+    triggers = sorted(e["t"] for e in group.events("trigger") if e["t"] > back_at)
+    assert min(b - a for a, b in zip(triggers, triggers[1:])) >= 0.8 * PERIOD  # no burst
+    wait_until(lambda: len(group.live()) == 3, 10, "discovery entries back")
     _assert_invariants(receiver, group, None)

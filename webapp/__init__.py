@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from webapp import api
     from webapp import cluster
+    from webapp import dashboard
     from webapp import health
     from webapp import openapi
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(cluster.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(dashboard.bp)
     _register_handlers(app)
     if settings.env == "local" and not settings.api_keys:
         log.warning("no API keys configured: ingest endpoints are open (local demo only)")

@@ -207,6 +207,44 @@ class Store:
         ts_pipe.execute()
 
     @_unavailable
+    def sensors(self) -> list[dict]:
+        """Every sensor of this namespace with its newest reading and verdict (``TS.MGET``)."""
+        found: dict[str, dict] = {}
+        for kind in ("reading", "verdict"):
+            for entry in self.client.ts().mget([f"ns={self.keys.namespace}", f"kind={kind}"], with_labels=True):
+                (_, (labels, ts, value)), = entry.items()
+                sensor = found.setdefault(labels["sensor"], {"sensor": labels["sensor"]})
+                if ts is not None:
+                    sensor[kind] = {"timestamp": int(ts), "value": float(value)}
+        return sorted(found.values(), key=lambda s: s["sensor"])
+
+    @_unavailable
+    def latest_ballots(self, sensor: str) -> dict[str, dict]:
+        """The newest stored score and vote of each detector of `sensor`."""
+        ballots: dict[str, dict] = {}
+        for kind in ("score", "vote"):
+            filters = [f"ns={self.keys.namespace}", f"sensor={sensor}", f"kind={kind}"]
+            for entry in self.client.ts().mget(filters, with_labels=True):
+                (_, (labels, ts, value)), = entry.items()
+                if ts is not None:
+                    ballot = ballots.setdefault(labels["detector"], {})
+                    ballot[kind] = bool(value) if kind == "vote" else float(value)
+                    ballot["timestamp"] = max(int(ts), ballot.get("timestamp", 0))
+        return ballots
+
+    @_unavailable
+    def recent(self, sensor: str, count: int) -> list[dict]:
+        """The newest `count` readings, oldest first, each with its verdict if it was judged."""
+        readings = self.read_range(sensor, "-", "+", count, latest=True)
+        if not readings:
+            return []
+        verdict_key = self.keys.series(sensor, "verdict")
+        verdicts = {}
+        if self.client.exists(verdict_key):
+            verdicts = {int(t): int(float(v)) for t, v in self.client.ts().range(verdict_key, readings[0][0], "+")}
+        return [{"timestamp": t, "value": v, "verdict": verdicts.get(t)} for t, v in readings]
+
+    @_unavailable
     def record_event(self, event: dict) -> str:
         """Append a decision or sensor-fault event to the bounded event log; returns its id."""
         return self.client.xadd(self.keys.events, {"event": json.dumps(event, sort_keys=True)},

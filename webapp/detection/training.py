@@ -83,6 +83,18 @@ def check_signature(path: Path, window_size: int) -> str:
     return out
 
 
+def _check_loaded_signature(path: Path, window_size: int) -> None:
+    """The export's serving signature, as loaded: input `window` [n, W] float32 -> `output_0`."""
+    from webapp.inference.inprocess import load_signature
+
+    signature = load_signature(path)
+    spec = signature.structured_input_signature[1].get(INPUT_KEY)
+    if spec is None or spec.shape.as_list() != [None, window_size] or spec.dtype.name != "float32":
+        raise RuntimeError(f"{path}: serving input is {spec}, not float32 [None, {window_size}]")
+    if OUTPUT_KEY not in signature.structured_outputs:
+        raise RuntimeError(f"{path}: serving outputs {list(signature.structured_outputs)} lack {OUTPUT_KEY}")
+
+
 def write_models_config(models_dir: Path, base: str = "/models", keep: int = 2) -> Path:
     """TF Serving's ``models.config``: every served model, its newest `keep` versions live."""
     blocks = [
@@ -110,7 +122,7 @@ def prune(models_dir: Path, keep: int) -> None:
 
 def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPlan, source: str,
                     version: int | None = None, keep: int = 2,
-                    progress: Callable[[str], object] | None = None) -> dict[str, dict]:
+                    progress: Callable[[str], object] | None = None, cli_check: bool = True) -> dict[str, dict]:
     """Train, export and calibrate every learned detector on a normal series; write the manifest.
 
     Parameters
@@ -129,6 +141,9 @@ def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPl
         Versions of each model kept on disk and live in TF Serving.
     progress
         Called with a stage name, returns a Keras callback (or None) for that stage.
+    cli_check
+        Also inspect each export with ``saved_model_cli`` (a subprocess importing TensorFlow,
+        ~4 s); the signature is always checked in process.
 
     Returns
     -------
@@ -158,7 +173,9 @@ def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPl
         detector = cls(plan.window_size, plan.units, plan.epochs, plan.seed)
         detector.fit(fit_windows, progress=step(name))
         path = export(detector.scorer_, models_dir / name / str(version))
-        check_signature(path, plan.window_size)
+        _check_loaded_signature(path, plan.window_size)
+        if cli_check:
+            check_signature(path, plan.window_size)
         served = cls(plan.window_size, backend=backend, model_version=version)
         entries[name] = _entry(detector, served.score(held_windows), plan, version)
 

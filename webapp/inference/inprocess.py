@@ -62,6 +62,16 @@ def load_signature(path: Path):
         return _cache[key].signatures[SIGNATURE]
 
 
+def unload(models_dir: str | Path) -> int:
+    """Forget the cached models under `models_dir` (evaluation trains one set per series)."""
+    prefix = str(Path(models_dir).resolve())
+    with _cache_lock:
+        stale = [key for key in _cache if key.startswith(prefix)]
+        for key in stale:
+            del _cache[key]
+    return len(stale)
+
+
 class InProcessBackend:
     """Scores windows with SavedModels under `models_dir` (``<model>/<version>/``).
 

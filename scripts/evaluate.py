@@ -1,0 +1,197 @@
+"""Replay a labelled series causally through every detector and the vote; score and plot them.
+
+``python -m scripts.evaluate --data FILE.csv [--value-column C] [--windows WINDOWS.json --key KEY
+| --label-column anomaly] [--baseline-rows N] --out DIR``. The first N rows (default: 15 % of
+the series, at least 400) fit the sensor profile, the physical limits, the models and their
+thresholds (`webapp.detection.training`, one parameter set for every series); every later row
+is judged one at a time by the panel `/detectar` uses, with the in-process backend. Writes
+``verdicts.csv``, ``summary.json`` and ``plot.png``. ``--suite`` runs the whole evaluation
+(shared data and simulator faults) and writes the table of ``docs/detection.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections import deque
+from datetime import datetime
+from datetime import timezone
+from pathlib import Path
+
+import numpy as np
+
+DETECTORS = ("physical", "isolation_forest", "autoencoder", "lstm")
+WINDOW = 10
+PLAN_EPOCHS = 20
+
+
+def parse_time(text: str) -> float:
+    """Seconds since the epoch of an ISO timestamp (naive means UTC) or of a number."""
+    try:
+        return float(text)
+    except ValueError:
+        stamp = datetime.fromisoformat(text.strip())
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def load_series(path: Path, value_column: str, label_column: str | None, windows_json: Path | None,
+                key: str | None) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
+    """Times (s), values and labelled windows ``[(start_s, end_s)]`` of one CSV series."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        dialect = csv.Sniffer().sniff(handle.read(4096), delimiters=",;")
+        handle.seek(0)
+        rows = list(csv.DictReader(handle, dialect=dialect))
+    time_column = next(c for c in ("timestamp", "datetime", "time") if c in rows[0])
+    times = np.array([parse_time(r[time_column]) for r in rows])
+    values = np.array([float(r[value_column]) if r[value_column] not in ("", "nan") else np.nan for r in rows])
+    windows: list[tuple[float, float]] = []
+    if windows_json:
+        spans = json.loads(Path(windows_json).read_text(encoding="utf-8"))[key]
+        windows = [(parse_time(s), parse_time(e)) for s, e in spans]
+    elif label_column:
+        labels = np.array([float(r[label_column]) > 0 for r in rows])
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(int), [0]])))
+        windows = [(float(times[a]), float(times[b - 1])) for a, b in zip(edges[::2], edges[1::2])]
+    return times, values, windows
+
+
+def baseline_limits(times: np.ndarray, values: np.ndarray, window: int):
+    """Physical limits fitted on the baseline: its range widened by a quarter of its span on
+    each side, 1.5 times its steepest change per second, and the stuck check unless the
+    baseline itself holds `window` identical readings in a row."""
+    from webapp.config import PhysicalLimits
+
+    ok = np.isfinite(values)
+    v, t = values[ok], times[ok]
+    span = max(float(np.ptp(v)), 6 * float(np.std(v)), 1e-3 * max(1.0, abs(float(np.mean(v)))))
+    rates = np.abs(np.diff(v)) / np.maximum(np.diff(t), 1e-3)
+    max_rate = max(1.5 * float(rates.max(initial=0.0)), span / max(float(np.median(np.diff(t))), 1e-3) / 100)
+    repeats = np.lib.stride_tricks.sliding_window_view(v, window) if len(v) >= window else np.zeros((0, window))
+    stuck_in_baseline = bool(len(repeats) and (np.ptp(repeats, axis=1) == 0).any())
+    return PhysicalLimits(low=float(v.min()) - span / 4, high=float(v.max()) + span / 4,
+                          max_rate=max_rate, stuck_count=0 if stuck_in_baseline else window)
+
+
+def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str) -> list[dict]:
+    """Judge every reading from `start` on, one at a time, with the window ending at it."""
+    from webapp.detection.base import Window
+
+    recent: deque = deque(maxlen=WINDOW)
+    for i in range(max(0, start - WINDOW + 1), start):
+        if np.isfinite(values[i]):
+            recent.append((int(times[i] * 1000), float(values[i])))
+    rows = []
+    for i in range(start, len(values)):
+        if not np.isfinite(values[i]):
+            continue  # a dropout: no reading, nothing to judge
+        recent.append((int(times[i] * 1000), float(values[i])))
+        window = Window(tuple(v for _, v in recent), tuple(t for t, _ in recent), sensor)
+        decision = panel.judge(window)
+        row = {"timestamp": float(times[i]), "value": float(values[i]), "verdict": decision.verdict}
+        for ballot in decision.ballots:
+            row[f"{ballot.detector}_vote"] = ballot.vote
+            row[f"{ballot.detector}_score"] = ballot.score
+        rows.append(row)
+    return rows
+
+
+def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, float]], baseline_rows: int | None,
+             out: Path, name: str, seed: int = 0) -> dict:
+    """Fit on the baseline, replay the rest, write verdicts.csv, summary.json and plot.png."""
+    from webapp.config import Settings
+    from webapp.detection import build_panel
+    from webapp.detection.incidents import score_alarms
+    from webapp.detection.training import TrainingPlan
+    from webapp.detection.training import train_detectors
+    from webapp.inference.inprocess import unload
+
+    n = baseline_rows or min(max(400, int(0.15 * len(values))), len(values) // 2)
+    base = values[:n].copy()
+    for s, e in windows:  # labelled rows never teach the models what normal is
+        base[(times[:n] >= s) & (times[:n] <= e)] = np.nan
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ag-eval-") as models:
+        train_detectors(base, models, TrainingPlan(epochs=PLAN_EPOCHS, seed=seed), source=name, cli_check=False)
+        settings = Settings(models_dir=models, inference_backend="inprocess", window_size=WINDOW,
+                            physical=baseline_limits(times[:n], base, WINDOW))
+        rows = replay(build_panel(settings), times, values, n, name)
+        unload(models)
+    _write_verdicts(out / "verdicts.csv", rows)
+    stamps = np.array([r["timestamp"] for r in rows])
+    alarms = {d: np.array([bool(r[f"{d}_vote"]) for r in rows]) for d in DETECTORS}
+    alarms["vote"] = np.array([r["verdict"] == "critical" for r in rows])
+    summary = {"series": name, "baseline_rows": n, "replayed": len(rows),
+               "results": {k: score_alarms(stamps, a, windows, WINDOW) for k, a in alarms.items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _plot(out / "plot.png", times, values, n, windows, stamps, alarms, name)
+    return summary
+
+
+def _write_verdicts(path: Path, rows: list[dict]) -> None:
+    columns = ["timestamp", "value", "verdict"] + [f"{d}_{k}" for d in DETECTORS for k in ("vote", "score")]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "timestamp": datetime.fromtimestamp(row["timestamp"], timezone.utc).isoformat()})
+
+
+def _plot(path: Path, times, values, n, windows, stamps, alarms, name) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = times[0]
+    hours = (times - t0) / 3600.0
+    fig, (top, rug) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, height_ratios=[3, 1.4])
+    top.plot(hours, values, lw=0.7, color="0.2")
+    top.axvspan(hours[0], hours[n - 1], color="0.85", label="baseline (fit)")
+    for i, (s, e) in enumerate(windows):
+        top.axvspan((s - t0) / 3600, (e - t0) / 3600, color="tab:orange", alpha=0.3, label="labelled" if i == 0 else None)
+    top.set_title(name)
+    top.legend(loc="upper left", fontsize=8)
+    for row, (label, flags) in enumerate(alarms.items()):
+        x = (stamps[flags] - t0) / 3600.0
+        rug.plot(x, np.full(x.shape, row), "|", ms=8, color="tab:red" if label == "vote" else "tab:blue")
+    rug.set_yticks(range(len(alarms)), list(alarms))
+    rug.set_xlabel("hours")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="CSV series to replay")
+    parser.add_argument("--value-column", default="value")
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument("--label-column", help="column that is 1 on anomalous rows")
+    labels.add_argument("--windows", type=Path, help="JSON of labelled windows (NAB's combined_windows.json)")
+    parser.add_argument("--key", help="the series' key in --windows")
+    parser.add_argument("--baseline-rows", type=int)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--suite", action="store_true", help="run the whole evaluation (see scripts.evaluate_suite)")
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/eval/data"))
+    parser.add_argument("--table", type=Path, help="with --suite: also write the markdown table here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.suite:
+        from scripts.evaluate_suite import run_suite
+
+        run_suite(args.data_dir, args.out, args.table)
+        return 0
+    if not args.data or (args.windows and not args.key):
+        parser.error("--data is required, and --windows needs --key")
+    times, values, windows = load_series(args.data, args.value_column, args.label_column, args.windows, args.key)
+    summary = evaluate(times, values, windows, args.baseline_rows, args.out, args.key or args.data.name)
+    json.dump(summary["results"], sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

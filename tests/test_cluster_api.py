@@ -1,0 +1,139 @@
+"""``GET /api/v1/cluster`` and ``PUT /api/v1/config`` against real ZooKeeper, Redis and edge nodes.
+
+The end-to-end test serves the real web tier (`create_app`) with werkzeug on a free port and
+runs three in-process edge nodes delivering to it: aggregates are judged and stored, the
+excluded node becomes a sensor-fault event, and a config PUT reaches every node live.
+"""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from edge.__main__ import make_client
+from edge.config import EdgeSettings
+from edge.events import EventLog
+from edge.node import EdgeNode
+from edge.sources import build_source
+from scripts.servers import free_port
+from scripts.servers import wait_until
+from webapp import create_app
+
+KEY = "test-key-1"
+
+
+@pytest.fixture
+def cluster_app(settings, zk, zk_hosts):
+    app = create_app(settings.replace(zk_hosts=zk_hosts + zk.chroot, api_keys=(KEY,)))
+    wait_until(lambda: app.extensions["zk"].connected, 10, "the web tier's ZooKeeper client")
+    yield app
+    app.extensions["zk"].stop()
+    app.extensions["zk"].close()
+    app.extensions["redis"].close()
+
+
+@pytest.fixture
+def edge_nodes(zk, zk_hosts, tmp_path):
+    made: list[EdgeNode] = []
+
+    def start(node_id: str, source: str, urls: list[str]) -> EdgeNode:
+        settings = EdgeSettings(group="g1", node_id=node_id, zk_hosts=zk_hosts + zk.chroot, session_timeout_s=2.0,
+                                source=source, spool_dir=str(tmp_path / f"spool-{node_id}"),
+                                defaults={"sampling_period_s": 0.3, "api_urls": urls},
+                                event_log=str(tmp_path / f"{node_id}.events"))
+        client = make_client(settings)
+        client.start(timeout=10)
+        node = EdgeNode(client, settings, build_source(source), EventLog(settings.event_log, node_id))
+        node.start()
+        made.append(node)
+        return node
+
+    yield start
+    for node in made:
+        node.stop()
+
+
+class Served:
+    """The app on a free loopback port in a thread (werkzeug's threaded server)."""
+
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_cluster_is_503_without_zookeeper(client):
+    answer = client.get("/api/v1/cluster")
+    assert answer.status_code == 503
+    assert "ZooKeeper" in answer.json["error"] and answer.json["served_by"] == "test-replica"
+
+
+def test_cluster_lists_groups_leader_epoch_and_live_nodes(cluster_app, edge_nodes):
+    nodes = [edge_nodes(f"n{i}", "const:20", []) for i in (1, 2, 3)]
+    client = cluster_app.test_client()
+
+    def view():
+        group = client.get("/api/v1/cluster").json["groups"].get("g1", {})
+        return group if len(group.get("live_nodes", [])) == 3 and group.get("last_round") else None
+
+    group = wait_until(view, 10, "three live nodes and a round in the cluster view")
+    leader = next(n for n in nodes if n.epoch is not None)
+    assert group["leader"] == leader.settings.node_id and group["epoch"] == leader.epoch
+    assert {n["node_id"] for n in group["live_nodes"]} == {"n1", "n2", "n3"}
+    assert all(isinstance(n["pid"], int) for n in group["live_nodes"])
+
+
+def test_put_config_requires_a_key_and_a_valid_document(cluster_app, zk):
+    client = cluster_app.test_client()
+    good = {"sampling_period_s": 2, "api_urls": ["http://127.0.0.1:8000"]}
+    assert client.put("/api/v1/config", json=good).status_code == 401
+    assert client.put("/api/v1/config", json=good, headers={"X-API-Key": "nope"}).status_code == 403
+    for bad in ({"sampling_period_s": 0}, {"colour": 1}, [1]):
+        answer = client.put("/api/v1/config", json=bad, headers={"X-API-Key": KEY})
+        assert answer.status_code == 400, bad
+    assert zk.exists("/aeroguard/config") is None
+    answer = client.put("/api/v1/config", json=good, headers={"X-API-Key": KEY})
+    assert answer.status_code == 200 and answer.json["config"] == good
+    assert json.loads(zk.get("/aeroguard/config")[0]) == good
+    answer = client.put("/api/v1/config?group=g1", json={"fusion_k": 5}, headers={"X-API-Key": KEY})
+    assert answer.status_code == 200
+    assert json.loads(zk.get("/aeroguard/groups/g1/config")[0]) == {"fusion_k": 5}
+    assert client.put("/api/v1/config?group=bad%20group", json={}, headers={"X-API-Key": KEY}).status_code == 400
+    assert client.get("/api/v1/cluster").json["config"] == good
+
+
+def test_end_to_end_edge_to_web_tier(cluster_app, edge_nodes):
+    served = Served(cluster_app)
+    try:
+        nodes = [edge_nodes("n1", "const:20.0", [served.url]), edge_nodes("n2", "const:20.2", [served.url]),
+                 edge_nodes("n3", "const:95.0", [served.url])]
+
+        def stored():
+            return requests.get(f"{served.url}/listar?sensor=g1", timeout=5).json()["readings"]
+
+        wait_until(lambda: any(r["value"] == pytest.approx(20.1) for r in stored()), 20,
+                   "a fused round stored by the web tier")
+        faults = requests.get(f"{served.url}/api/v1/anomalies?kind=sensor_fault", timeout=5).json()
+        assert "n3" in json.dumps(faults)
+        answer = requests.put(f"{served.url}/api/v1/config", json={"sampling_period_s": 0.2, "api_urls": [served.url]},
+                              headers={"X-API-Key": KEY}, timeout=5)
+        assert answer.status_code == 200
+        wait_until(lambda: all(n.hotconfig.current.sampling_period_s == 0.2 for n in nodes), 2,
+                   "every node applied the new period")
+        leader = next(n for n in nodes if n.epoch is not None)
+        assert leader.delivery.counts["stored"] > 0 and leader.delivery.counts["failed"] == 0
+    finally:
+        served.close()

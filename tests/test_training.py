@@ -1,0 +1,105 @@
+"""Training: reproducible versions, calibrated thresholds, exports TF Serving can load, manifest."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from edge.simulator import TemperatureSimulator
+from scripts import train
+from webapp.config import Settings
+from webapp.detection import build_panel
+from webapp.detection.base import Window
+from webapp.detection.manifest import load_manifest
+from webapp.detection.training import TrainingPlan
+from webapp.detection.training import calibrate
+from webapp.detection.training import train_detectors
+
+PLAN = TrainingPlan(epochs=2, units=8, n_estimators=20, seed=5)
+
+
+@pytest.fixture(scope="module")
+def series():
+    return TemperatureSimulator(seed=4).series(2500)[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, series):
+    models = tmp_path_factory.mktemp("models")
+    entries = train_detectors(series, models, PLAN, source="test", cli_check=False)
+    return models, entries
+
+
+def test_writes_a_version_of_every_model_and_the_manifest(trained):
+    models, entries = trained
+    assert set(entries) == {"isolation_forest", "autoencoder", "lstm"}
+    for name in ("autoencoder", "lstm"):
+        assert (models / name / "1" / "saved_model.pb").is_file()
+    assert (models / "isolation_forest" / "1" / "forest.npz").is_file()
+    manifest = load_manifest(models)
+    assert {e.version for e in manifest.values()} == {1}
+    assert manifest["lstm"].profile.scale > 0 and manifest["lstm"].window_size == PLAN.window_size
+    body = json.loads((models / "manifest.json").read_text())
+    assert body["training"]["source"] == "test" and body["training"]["plan"]["seed"] == 5
+
+
+def test_thresholds_hold_the_stated_false_alarm_rate(trained):
+    _, entries = trained
+    for entry in entries.values():
+        calibration = entry["calibration"]
+        assert calibration["held_out_windows"] > 500
+        assert calibration["held_out_rate_above"] <= PLAN.false_alarm_rate
+        assert entry["threshold"] > calibration["median_score"]
+
+
+def test_models_config_lists_the_served_models(trained):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    models, _ = trained
+    config = text_format.Parse((models / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    assert [c.name for c in config.model_config_list.config] == ["autoencoder", "lstm"]
+
+
+def test_same_seed_same_thresholds(tmp_path, series, trained):
+    _, first = trained
+    again = train_detectors(series, tmp_path, PLAN, source="test", cli_check=False)
+    for name in first:
+        assert again[name]["threshold"] == pytest.approx(first[name]["threshold"], rel=1e-5)
+
+
+def test_new_versions_are_numbered_and_old_ones_pruned(tmp_path, series):
+    short = series[:800]
+    train_detectors(short, tmp_path, PLAN, source="test", cli_check=False)
+    entries = train_detectors(short, tmp_path, PLAN, source="test", keep=1, cli_check=False)
+    assert {e["version"] for e in entries.values()} == {2}
+    assert sorted(p.name for p in (tmp_path / "lstm").iterdir()) == ["2"]
+    history = json.loads((tmp_path / "manifest.json").read_text())["history"]
+    assert history[-1]["models"]["lstm"]["version"] == 1
+
+
+def test_panel_judges_with_freshly_trained_models(trained):
+    models, _ = trained
+    panel = build_panel(Settings(models_dir=str(models), inference_backend="inprocess"))
+    values = TemperatureSimulator(seed=4).series(10, start_s=100)[1]
+    stamps = tuple(range(0, 10_000, 1000))
+    assert panel.judge(Window(tuple(values), stamps)).degraded == ()
+    jump = panel.judge(Window(tuple(values[:-1]) + (values[-1] + 6.0,), stamps))
+    assert jump.verdict == "critical"
+
+
+def test_cli_trains_from_a_csv(tmp_path, series, capsys):
+    data = tmp_path / "normal.csv"
+    data.write_text("timestamp;temp\n" + "".join(f"{i};{v}\n" for i, v in enumerate(series[:900])))
+    code = train.main(["--csv", str(data), "--value-column", "temp", "--models-dir", str(tmp_path / "m"),
+                       "--epochs", "1", "--units", "4", "--seed", "2"])
+    assert code == 0
+    assert "lstm: version 1" in capsys.readouterr().out
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["training"]["source"] == "csv:normal.csv:temp"
+
+
+def test_calibrate_is_a_quantile():
+    scores = np.linspace(0, 1, 10_001)
+    assert calibrate(scores, 0.01) == pytest.approx(0.99)
+    assert calibrate(scores, 0.01, margin=2.0) == pytest.approx(1.98)
