@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import redis
 
+from scripts.servers import RedisOptions
+from scripts.servers import wait_until
 from webapp import create_app
+from webapp.errors import StoreUnavailable
 from webapp.storage import Store
 
 WRITERS = 5
@@ -125,3 +129,22 @@ def test_event_log_is_newest_first_and_filtered(redis_client, settings):
     assert [e["n"] for e in store.read_events(10)] == [4, 3, 2, 1, 0]
     assert [e["n"] for e in store.read_events(10, sensor="a")] == [3, 1]
     assert [e["n"] for e in store.read_events(1, sensor="b")] == [4]
+
+
+def test_wait_for_a_replica_before_acknowledging(settings, make_redis_server):
+    """With REDIS_WAIT_REPLICAS=1 a write is acknowledged only once a replica has it."""
+    master = make_redis_server()
+    waiting = settings.replace(redis_url=master.url, redis_wait_replicas=1, redis_wait_timeout_ms=200)
+    client = redis.Redis.from_url(master.url, decode_responses=True)
+    store = Store(client, waiting)
+    with pytest.raises(StoreUnavailable, match="0 of 1 replica"):
+        store.append_reading("acked", 1_000, 1.0)
+    replica = make_redis_server(RedisOptions(replicaof=("127.0.0.1", master.port)))
+    replica_client = redis.Redis.from_url(replica.url, decode_responses=True)
+    wait_until(lambda: replica_client.info("replication")["master_link_status"] == "up", 20, "replica in sync")
+    client.script_flush()
+    stored = store.append_reading("acked", 2_000, 2.0)
+    assert stored.status == "stored"
+    assert replica_client.ts().get(f"{settings.key_prefix}s:acked:readings")[1] == 2.0
+    client.close()
+    replica_client.close()

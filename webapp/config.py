@@ -62,6 +62,8 @@ class Settings:
     redis_sentinel_master: str = "aeroguard"
     redis_password: str | None = field(default=None, repr=False)
     redis_socket_timeout_s: float = 2.0
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
     key_prefix: str = "ag:"
     zk_hosts: str = ""
     zk_root: str = "/aeroguard"
@@ -129,6 +131,8 @@ class Settings:
             redis_sentinels=_host_ports(env.get("REDIS_SENTINELS", "")),
             redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", defaults.redis_sentinel_master),
             redis_password=_secret(env, "REDIS_PASSWORD"),
+            redis_wait_replicas=int(env.get("REDIS_WAIT_REPLICAS", defaults.redis_wait_replicas)),
+            redis_wait_timeout_ms=int(env.get("REDIS_WAIT_TIMEOUT_MS", defaults.redis_wait_timeout_ms)),
             redis_socket_timeout_s=float(env.get("REDIS_SOCKET_TIMEOUT_S", defaults.redis_socket_timeout_s)),
             key_prefix=env.get("AEROGUARD_KEY_PREFIX", defaults.key_prefix),
             zk_hosts=env.get("ZK_HOSTS", ""),

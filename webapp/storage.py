@@ -140,10 +140,36 @@ class Store:
             *fence, *labels,
         ]
         series = self.keys.series(sensor, "readings")
-        status, stamp = self._append(keys=[series, f"{series}:avg_1m", f"{series}:avg_1h", *keys], args=args)
+        status, stamp = self._write(keys=[series, f"{series}:avg_1m", f"{series}:avg_1h", *keys], args=args)
         if status == "stale":
             return Stored("stale", newest_epoch=int(stamp))
         return Stored(status, int(stamp))
+
+    def _write(self, keys: list[str], args: list) -> list:
+        """Run the append script; with ``wait_replicas``, acknowledge only once replicas have it.
+
+        ``WAIT`` goes in the same non-transactional pipeline as the script, so it runs on the
+        connection that wrote and covers exactly this write (Sentinel keeps no acknowledged
+        write through a failover otherwise: RELIABILITY.md).
+        """
+        wanted = self.settings.redis_wait_replicas
+        if not wanted:
+            return self._append(keys=keys, args=args)
+
+        def write_and_wait() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", wanted, self.settings.redis_wait_timeout_ms)
+            return pipe.execute()
+
+        try:
+            result, acked = write_and_wait()
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(_APPEND)
+            result, acked = write_and_wait()
+        if result[0] == "stored" and int(acked) < wanted:
+            raise StoreUnavailable(f"write reached {acked} of {wanted} replica(s) in time: retry")
+        return result
 
     @_unavailable
     def append_reading(self, sensor: str, ts: int, value: float) -> Stored:

@@ -40,17 +40,26 @@ def autoencoder(window_size: int, units: int, profile: Profile, seed: int):
     return train, keras.Model(raw, score, name="autoencoder_score")
 
 
+WARMUP = 3
+
+
 def lstm_forecaster(window_size: int, units: int, profile: Profile, seed: int):
-    """An LSTM forecasting the newest reading from the others, and its scorer: absolute error."""
+    """An LSTM forecasting each reading from the ones before it, and its scorer.
+
+    The score is the largest absolute one-step forecast error over the window's readings
+    after the first `WARMUP` (which give the LSTM its context), so a sudden change keeps
+    its vote while it stays in the judged window, as the other detectors' do.
+    """
     keras = _keras(seed)
     ops = keras.ops
     past = keras.Input((window_size - 1, 1), name="past")
-    hidden = keras.layers.LSTM(units)(past)
+    hidden = keras.layers.LSTM(units, return_sequences=True)(past)
     train = keras.Model(past, keras.layers.Dense(1)(hidden), name="lstm")
     raw = keras.Input((window_size,), name=INPUT_KEY)
     x = (raw - profile.center) / profile.scale
-    forecast = train(ops.expand_dims(x[:, :-1], -1))[:, 0]
-    return train, keras.Model(raw, ops.abs(forecast - x[:, -1]), name="lstm_score")
+    forecast = train(ops.expand_dims(x[:, :-1], -1))[:, :, 0]
+    error = ops.abs(forecast - x[:, 1:])[:, WARMUP - 1:]
+    return train, keras.Model(raw, ops.max(error, axis=1), name="lstm_score")
 
 
 def fit_network(kind: str, windows: np.ndarray, profile: Profile, units: int, epochs: int, seed: int, progress=None):
@@ -59,7 +68,7 @@ def fit_network(kind: str, windows: np.ndarray, profile: Profile, units: int, ep
     train, scorer = build(windows.shape[1], units, profile, seed)
     keras = _keras(seed)
     x = prepare(windows, profile)
-    inputs, targets = (x, x) if kind == "autoencoder" else (x[:, :-1, None], x[:, -1:])
+    inputs, targets = (x, x) if kind == "autoencoder" else (x[:, :-1, None], x[:, 1:, None])
     train.compile(optimizer=keras.optimizers.Adam(learning_rate=3e-3), loss="mse")
     callbacks = [progress] if progress is not None else []
     train.fit(inputs, targets, epochs=epochs, batch_size=64, shuffle=True, verbose=0, callbacks=callbacks)

@@ -54,12 +54,21 @@ class TrainingPlan:
 
 
 def calibrate(scores: np.ndarray, false_alarm_rate: float, margin: float = 1.0) -> float:
-    """The threshold that `false_alarm_rate` of held-out normal scores exceed, times `margin`.
+    """The score that `false_alarm_rate` of held-out normal scores exceed, pushed `margin` out.
 
-    >>> calibrate(np.arange(1000.0), 0.01)
-    989.0...
+    ``margin`` stretches the distance from the median to that quantile (1.0 keeps the
+    quantile), which works alike for unbounded errors and for bounded scores such as the
+    IsolationForest's, where multiplying the quantile could put it out of reach.
+
+    >>> calibrate(np.arange(1001.0), 0.01)
+    990.0
+    >>> calibrate(np.arange(1001.0), 0.01, margin=1.1)
+    1039.0
     """
-    return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - false_alarm_rate) * margin)
+    values = np.asarray(scores, dtype=np.float64)
+    quantile = float(np.quantile(values, 1.0 - false_alarm_rate))
+    median = float(np.median(values))
+    return median + margin * (quantile - median)
 
 
 def next_version(models_dir: Path) -> int:
