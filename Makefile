@@ -8,7 +8,7 @@ VENV_PY := .venv/bin/python
 ANY_PY := $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run up status down test bench clean distclean
+.PHONY: help setup run up status down test bench clean distclean train evaluate protos standin
 
 help:
 	@echo "make setup   install everything (venv, zookeeper, libssl1.1 for Redis Stack)"
@@ -16,6 +16,9 @@ help:
 	@echo "make test    the whole test suite against real servers (sets up first)"
 	@echo "make up | status | down   the local stack, detached (.run/stack.json)"
 	@echo "make bench   benchmarks against a fresh local stack"
+	@echo "make train   train the learned detectors on the simulator: a new version in serving/models"
+	@echo "make evaluate  the detection evaluation (NAB, SKAB, simulator faults) -> out/eval, docs table"
+	@echo "make standin   the TF Serving stand-in on gRPC 8500 / REST 8501 (serving/models)"
 	@echo "make clean   stop the stack, remove .run/ and caches; distclean also .venv/ .cache/"
 
 setup:
@@ -39,6 +42,19 @@ test: setup
 bench: setup
 	@test -f scripts/bench.py || { echo "make bench: scripts/bench.py is not written yet" >&2; exit 1; }
 	$(VENV_PY) -m scripts.bench $(BENCH_ARGS)
+
+train: setup
+	OMP_NUM_THREADS=1 $(VENV_PY) -m scripts.train $(TRAIN_ARGS)
+
+evaluate: setup
+	OMP_NUM_THREADS=1 $(VENV_PY) -m scripts.evaluate --suite --data-dir ../shared/eval/data --out out/eval --table docs/detection.md
+
+# The gRPC client's messages (webapp/inference/aeroguard_tfserving_pb2.py, committed).
+protos:
+	$(VENV_PY) -m grpc_tools.protoc -I webapp/inference/protos --python_out=webapp/inference webapp/inference/protos/aeroguard_tfserving.proto
+
+standin: setup
+	$(VENV_PY) -m scripts.tfserving_standin --port 8500 --rest_api_port 8501 --model_config_file serving/models/models.config --models_dir serving/models
 
 clean:
 	@$(ANY_PY) -m scripts.stack down

@@ -72,10 +72,11 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str = "con
 
 # --- ports -------------------------------------------------------------------------------
 
-def free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct TCP ports free on 127.0.0.1 right now.
+def free_ports(count: int, exclude: Sequence[int] = ()) -> list[int]:
+    """Return ``count`` distinct TCP ports free on 127.0.0.1 right now, none in ``exclude``.
 
-    All sockets are held open until every port is chosen, so the ports are distinct.
+    All sockets are held open until every port is chosen, so the ports are distinct;
+    ``exclude`` keeps apart ports chosen earlier but not yet bound by their server.
 
     Examples
     --------
@@ -85,11 +86,14 @@ def free_ports(count: int) -> list[int]:
     """
     sockets = []
     try:
-        for _ in range(count):
+        ports: list[int] = []
+        while len(ports) < count:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((LOOPBACK, 0))
             sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
+            sock.bind((LOOPBACK, 0))
+            if sock.getsockname()[1] not in exclude:
+                ports.append(sock.getsockname()[1])
+        return ports
     finally:
         for sock in sockets:
             sock.close()
@@ -465,7 +469,7 @@ class ZooKeeperEnsemble:
         if len(client_ports) < 1:
             raise ValueError("client_ports must name at least one port")
         if quorum_ports is None:
-            spare = free_ports(2 * len(client_ports))
+            spare = free_ports(2 * len(client_ports), exclude=client_ports)
             quorum_ports = list(zip(spare[0::2], spare[1::2]))
         if len(quorum_ports) != len(client_ports):
             raise ValueError("quorum_ports must have one (peer, election) pair per client port")

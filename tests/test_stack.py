@@ -16,6 +16,8 @@ from scripts.servers import ROOT
 from scripts.servers import free_ports
 from scripts.servers import pid_alive
 from scripts.servers import wait_until
+from scripts.stack import CommandService
+from scripts.stack import ServiceGroup
 
 ALL_SERVICES = ["zookeeper-1", "zookeeper-2", "zookeeper-3", "redis", "web"]
 
@@ -82,7 +84,8 @@ def test_up_refuses_a_busy_port_and_leaves_nothing_running(stack_env):
         busy.listen()
         up = stack(stack_env, "up", "--services", "zookeeper,redis")
     assert up.returncode == 1
-    assert f"REDIS_PORT={stack_env['REDIS_PORT']}" in up.stderr
+    assert f"redis redis port {stack_env['REDIS_PORT']}" in up.stderr
+    assert "REDIS_PORT" in up.stderr
     assert not (Path(stack_env["AEROGUARD_RUN_DIR"]) / "stack.json").exists()
 
 
@@ -119,3 +122,18 @@ def test_run_stops_everything_on_sigterm(stack_env):
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+def test_a_service_group_starts_records_and_stops_its_members(tmp_path):
+    members = [CommandService(f"edge-{i}", ["sleep", "60"], dict(os.environ), tmp_path / f"edge-{i}.log",
+                              {}) for i in (1, 2, 3)]
+    group = ServiceGroup("edge", members)
+    group.start()
+    try:
+        group.wait_ready(group.ready_timeout)
+        records = group.records()
+        assert [r["name"] for r in records] == ["edge-1", "edge-2", "edge-3"]
+        assert all(pid_alive(r["pid"]) for r in records)
+    finally:
+        group.stop()
+    assert not any(pid_alive(r["pid"]) for r in records)
