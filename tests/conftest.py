@@ -162,6 +162,7 @@ def make_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
 # ---------------------------------------------------------------------------------------
 
 from webapp import create_app  # noqa: E402  (app fixtures below need the servers above)
+from webapp import shutdown  # noqa: E402
 from webapp.config import Settings  # noqa: E402
 
 
@@ -176,7 +177,7 @@ def app(settings: Settings):
     """``create_app(settings)``; its Redis pool is closed after the test."""
     app = create_app(settings)
     yield app
-    app.extensions["redis"].close()
+    shutdown(app)
 
 
 @pytest.fixture

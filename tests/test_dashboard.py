@@ -11,6 +11,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from webapp import create_app
+from webapp import shutdown
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -30,10 +31,7 @@ class Served:
     def close(self):
         self.server.shutdown()
         self.thread.join(timeout=10)
-        self.app.extensions["redis"].close()
-        if self.app.extensions["zk"] is not None:
-            self.app.extensions["zk"].stop()
-            self.app.extensions["zk"].close()
+        shutdown(self.app)
 
 
 def chromium() -> str:

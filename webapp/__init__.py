@@ -15,6 +15,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webapp import metrics
+from webapp.alerting import Incidents
+from webapp.alerting import Notifier
+from webapp.alerting import consumer_name
 from webapp.config import Settings
 from webapp.detection import build_panel
 from webapp.errors import BadInput
@@ -41,7 +44,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     client = make_redis(settings)
     app.extensions.update(settings=settings, redis=client, store=Store(client, settings),
-                          panel=build_panel(settings), zk=make_zookeeper(settings))
+                          panel=build_panel(settings), zk=make_zookeeper(settings), incidents=None, notifier=None)
+    if settings.alert_urls:
+        app.extensions["incidents"] = Incidents(client, settings.key_prefix, settings.window_size,
+                                                settings.alert_min_interval_s)
+        notifier = Notifier(client, app.extensions["incidents"].stream, settings.alert_urls,
+                            consumer_name(settings.hostname), timeout_s=settings.alert_timeout_s)
+        notifier.start()
+        app.extensions["notifier"] = notifier
 
     from webapp import api
     from webapp import cluster
@@ -58,6 +68,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.env == "local" and not settings.api_keys:
         log.warning("no API keys configured: ingest endpoints are open (local demo only)")
     return app
+
+
+def shutdown(app: Flask) -> None:
+    """Stop what `create_app` started: the alert notifier, the ZooKeeper client, the Redis pool."""
+    ext = app.extensions
+    if ext.get("notifier") is not None:
+        ext["notifier"].stop()
+    if ext.get("zk") is not None:
+        ext["zk"].stop()
+        ext["zk"].close()
+    ext["redis"].close()
 
 
 def make_redis(settings: Settings) -> redis.Redis:

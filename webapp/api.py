@@ -71,7 +71,8 @@ def detectar():
     sensor, value = _sensor(), parse_value(request.args.get("dato"))
     stored = _ext("store").append_reading(sensor, _now_ms(), value)
     metrics.READINGS_STORED.labels("detectar").inc()
-    window, decision = judge_newest(_ext("store"), _ext("panel"), sensor, stored.timestamp, settings.window_size)
+    window, decision = judge_newest(_ext("store"), _ext("panel"), sensor, stored.timestamp, settings.window_size,
+                                    _ext("incidents"))
     body = {"sensor": sensor, "timestamp": stored.timestamp, "value": value,
             "window": list(window.values), **decision.as_dict()}
     return respond(body, 201, template="detectar.html")
@@ -109,14 +110,30 @@ def _ingest_one(aggregate) -> tuple[dict, int]:
     if stored.status == "duplicate":
         return {**base, "status": "duplicate", "timestamp": stored.timestamp}, 200
     metrics.READINGS_STORED.labels("edge").inc()
-    for excluded in aggregate.excluded:
-        metrics.SENSOR_FAULTS.labels(aggregate.group).inc()
-        store.record_event({"kind": "sensor_fault", "sensor": aggregate.group, "timestamp": stored.timestamp,
-                            "epoch": aggregate.epoch, "round": aggregate.round, **excluded.as_dict()})
-    window, decision = judge_newest(store, _ext("panel"), aggregate.group, stored.timestamp, settings.window_size)
+    _sensor_faults(aggregate, stored.timestamp)
+    window, decision = judge_newest(store, _ext("panel"), aggregate.group, stored.timestamp, settings.window_size,
+                                    _ext("incidents"))
     return {**base, "status": "stored", "timestamp": stored.timestamp, "value": aggregate.value,
             "readings": [r.as_dict() for r in aggregate.readings],
             "excluded": [e.as_dict() for e in aggregate.excluded], **decision.as_dict()}, 201
+
+
+def _sensor_faults(aggregate, timestamp: int) -> None:
+    """Keep each excluded node as a sensor-fault event, and track each node's fault incident."""
+    store, incidents = _ext("store"), _ext("incidents")
+    for excluded in aggregate.excluded:
+        metrics.SENSOR_FAULTS.labels(aggregate.group).inc()
+        event = {"kind": "sensor_fault", "sensor": aggregate.group, "timestamp": timestamp,
+                 "epoch": aggregate.epoch, "round": aggregate.round, **excluded.as_dict()}
+        store.record_event(event)
+        if incidents is not None:
+            incidents.observe(f"{aggregate.group}/{excluded.node_id}", True, 1, timestamp, event)
+    if incidents is not None:
+        for reading in aggregate.readings:
+            if reading.node_id not in {e.node_id for e in aggregate.excluded}:
+                calm = {"kind": "sensor_fault", "sensor": aggregate.group, "timestamp": timestamp,
+                        "node_id": reading.node_id, "value": reading.value, "reason": "back in agreement"}
+                incidents.observe(f"{aggregate.group}/{reading.node_id}", False, 0, timestamp, calm)
 
 
 @bp.get("/api/v1/anomalies")

@@ -92,6 +92,9 @@ class Settings:
     physical: PhysicalLimits = field(default_factory=PhysicalLimits)
     physical_per_sensor: Mapping[str, PhysicalLimits] = field(default_factory=dict)
     api_keys: tuple[str, ...] = ()
+    alert_urls: tuple[str, ...] = ()
+    alert_min_interval_s: float = 300.0
+    alert_timeout_s: float = 3.0
     hostname: str = field(default_factory=socket.gethostname)
     prometheus_multiproc_dir: str = ""
     env: str = "production"
@@ -163,6 +166,9 @@ class Settings:
                 for sensor, spec in json.loads(env.get("SENSOR_LIMITS") or "{}").items()
             },
             api_keys=_api_keys(env),
+            alert_urls=tuple(u.strip() for u in env.get("ALERT_URLS", "").split(",") if u.strip()),
+            alert_min_interval_s=float(env.get("ALERT_MIN_INTERVAL_S", defaults.alert_min_interval_s)),
+            alert_timeout_s=float(env.get("ALERT_TIMEOUT_S", defaults.alert_timeout_s)),
             prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
             env=env.get("AEROGUARD_ENV", defaults.env),
         )

@@ -5,13 +5,15 @@ Shared by ``/detectar`` and edge ingest, so both judge and store exactly alike.
 from __future__ import annotations
 
 from webapp import metrics
+from webapp.alerting import Incidents
 from webapp.detection.base import Window
 from webapp.detection.vote import Decision
 from webapp.detection.vote import Panel
 from webapp.storage import Store
 
 
-def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window_size: int) -> tuple[Window, Decision]:
+def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window_size: int,
+                 incidents: Incidents | None = None) -> tuple[Window, Decision]:
     """Judge the window ending at the reading stored at `timestamp`, and record the decision.
 
     Scores, votes and the verdict go to the sensor's series; a warning or critical verdict is
@@ -23,13 +25,10 @@ def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window
     metrics.VERDICTS.labels(decision.verdict).inc()
     for name in decision.degraded:
         metrics.ABSTENTIONS.labels(name).inc()
+    event = {"kind": "decision", "sensor": sensor, "timestamp": timestamp, "value": window.values[-1],
+             "window": list(window.values), **decision.as_dict()}
     if decision.verdict != "normal":
-        store.record_event({
-            "kind": "decision",
-            "sensor": sensor,
-            "timestamp": timestamp,
-            "value": window.values[-1],
-            "window": list(window.values),
-            **decision.as_dict(),
-        })
+        store.record_event(event)
+    if incidents is not None:
+        incidents.observe(sensor, decision.anomaly, decision.votes, timestamp, event)
     return window, decision

@@ -23,6 +23,7 @@ ABSTENTIONS = Counter(
     "aeroguard_detector_abstentions_total", "Ballots where a detector could not answer.", ["detector"]
 )
 SENSOR_FAULTS = Counter("aeroguard_sensor_faults_total", "Edge nodes excluded from a fused reading.", ["group"])
+ALERTS = Counter("aeroguard_alerts_total", "Alerts by transition and outcome.", ["transition", "outcome"])
 REJECTED = Counter("aeroguard_rejected_total", "Requests rejected, by reason.", ["reason"])
 
 
