@@ -1,10 +1,10 @@
 """Keys, writes and range reads over RedisTimeSeries: the only module that talks to it.
 
-Every key is built by `Keys`. A reading is stored by one Lua script that creates the series
-(labels, retention, compaction rules) on first use and gives the sample a timestamp strictly
-after the series' newest, so concurrent writers never overwrite each other; for edge
-aggregates the same script applies the epoch fence and the ``group:epoch:round``
-idempotency key in the same atomic step. Needs the RedisTimeSeries module (1.8 or later).
+Every key is built by `Keys`. A reading is stored by one Lua script that gives the sample a
+timestamp strictly after the series' newest, so concurrent writers never overwrite each
+other; for edge aggregates the same script applies the epoch fence and the
+``group:epoch:round`` idempotency key in the same atomic step. A second script creates a
+sensor's series (labels, retention, compaction rules) the first time it is written. Needs the RedisTimeSeries module (1.8 or later).
 """
 from __future__ import annotations
 
@@ -23,30 +23,20 @@ DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
-# KEYS: readings, avg_1m, avg_1h, fence hash, idempotency key
-# ARGV: ts, value, retention, retention_1m, retention_1h, epoch (-1: plain reading), round,
-#       idempotency ttl, then label pairs.
+# KEYS: readings, fence hash, idempotency key.
+# ARGV: ts, value, epoch (-1: a plain reading), round, idempotency ttl.
+# The hot path carries no labels: a missing series is answered 'missing' and created by
+# _CREATE, then the append runs again.
 _APPEND = """
-local series, avg1m, avg1h, fence, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local series, fence, done = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', series) == 0 then return {'missing', 0} end
 local ts = tonumber(ARGV[1])
-local epoch = tonumber(ARGV[6])
+local epoch = tonumber(ARGV[3])
 if epoch >= 0 then
   local newest = tonumber(redis.call('HGET', fence, 'epoch') or '-1')
   if epoch < newest then return {'stale', newest} end
   local prev = redis.call('GET', done)
   if prev then return {'duplicate', tonumber(prev)} end
-end
-if redis.call('EXISTS', series) == 0 then
-  local labels = {}
-  for i = 9, #ARGV do labels[#labels + 1] = ARGV[i] end
-  redis.call('TS.CREATE', series, 'RETENTION', ARGV[3], 'DUPLICATE_POLICY', 'BLOCK',
-             'LABELS', 'kind', 'reading', unpack(labels))
-  redis.call('TS.CREATE', avg1m, 'RETENTION', ARGV[4], 'LABELS', 'kind', 'reading_avg',
-             'agg', '1m', unpack(labels))
-  redis.call('TS.CREATE', avg1h, 'RETENTION', ARGV[5], 'LABELS', 'kind', 'reading_avg',
-             'agg', '1h', unpack(labels))
-  redis.call('TS.CREATERULE', series, avg1m, 'AGGREGATION', 'avg', 60000)
-  redis.call('TS.CREATERULE', series, avg1h, 'AGGREGATION', 'avg', 3600000)
 end
 local last = redis.call('TS.GET', series)
 if #last == 2 and ts <= tonumber(last[1]) then ts = tonumber(last[1]) + 1 end
@@ -55,10 +45,27 @@ if epoch >= 0 then
   if epoch > tonumber(redis.call('HGET', fence, 'epoch') or '-1') then
     redis.call('HSET', fence, 'epoch', epoch)
   end
-  redis.call('HSET', fence, 'round', ARGV[7], 'timestamp', ts)
-  redis.call('SET', done, ts, 'PX', ARGV[8])
+  redis.call('HSET', fence, 'round', ARGV[4], 'timestamp', ts)
+  redis.call('SET', done, ts, 'PX', ARGV[5])
 end
 return {'stored', ts}
+"""
+
+# KEYS: readings, avg_1m, avg_1h. ARGV: retention, retention_1m, retention_1h, label pairs.
+# Creates the readings series and its compactions (TS.CREATERULE needs both ends to exist),
+# unless another writer already did.
+_CREATE = """
+local series, avg1m, avg1h = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', series) == 1 then return 0 end
+local labels = {}
+for i = 4, #ARGV do labels[#labels + 1] = ARGV[i] end
+redis.call('TS.CREATE', series, 'RETENTION', ARGV[1], 'DUPLICATE_POLICY', 'BLOCK',
+           'LABELS', 'kind', 'reading', unpack(labels))
+redis.call('TS.CREATE', avg1m, 'RETENTION', ARGV[2], 'LABELS', 'kind', 'reading_avg', 'agg', '1m', unpack(labels))
+redis.call('TS.CREATE', avg1h, 'RETENTION', ARGV[3], 'LABELS', 'kind', 'reading_avg', 'agg', '1h', unpack(labels))
+redis.call('TS.CREATERULE', series, avg1m, 'AGGREGATION', 'avg', 60000)
+redis.call('TS.CREATERULE', series, avg1h, 'AGGREGATION', 'avg', 3600000)
+return 1
 """
 
 
@@ -123,6 +130,7 @@ class Store:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self._append = client.register_script(_APPEND)
+        self._create = client.register_script(_CREATE)
 
     def _labels(self, sensor: str, **extra: str) -> dict[str, str]:
         return {"app": "aeroguard", "ns": self.keys.namespace, "sensor": sensor, **extra}
@@ -132,18 +140,21 @@ class Store:
         return int(self.settings.retention_days * DAY_MS)
 
     def _run_append(self, sensor: str, ts: int, value: float, keys: list[str], fence: tuple) -> Stored:
-        labels = [item for pair in self._labels(sensor).items() for item in pair]
-        args = [
-            ts, repr(float(value)), self._retention_ms,
-            int(self.settings.minute_retention_days * DAY_MS),
-            int(self.settings.hour_retention_days * DAY_MS),
-            *fence, *labels,
-        ]
         series = self.keys.series(sensor, "readings")
-        status, stamp = self._write(keys=[series, f"{series}:avg_1m", f"{series}:avg_1h", *keys], args=args)
+        args = [ts, repr(float(value)), *fence]
+        status, stamp = self._write(keys=[series, *keys], args=args)
+        if status == "missing":
+            self._create_series(sensor, series)
+            status, stamp = self._write(keys=[series, *keys], args=args)
         if status == "stale":
             return Stored("stale", newest_epoch=int(stamp))
         return Stored(status, int(stamp))
+
+    def _create_series(self, sensor: str, series: str) -> None:
+        labels = [item for pair in self._labels(sensor).items() for item in pair]
+        args = [self._retention_ms, int(self.settings.minute_retention_days * DAY_MS),
+                int(self.settings.hour_retention_days * DAY_MS), *labels]
+        self._create(keys=[series, f"{series}:avg_1m", f"{series}:avg_1h"], args=args)
 
     def _write(self, keys: list[str], args: list) -> list:
         """Run the append script; with ``wait_replicas``, acknowledge only once replicas have it.
