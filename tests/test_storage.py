@@ -143,7 +143,8 @@ def test_wait_for_a_replica_before_acknowledging(settings, make_redis_server):
     replica_client = redis.Redis.from_url(replica.url, decode_responses=True)
     wait_until(lambda: replica_client.info("replication")["master_link_status"] == "up", 20, "replica in sync")
     client.script_flush()
-    stored = store.append_reading("acked", 2_000, 2.0)
+    patient = Store(client, waiting.replace(redis_wait_timeout_ms=3000))
+    stored = patient.append_reading("acked", 2_000, 2.0)
     assert stored.status == "stored"
     assert replica_client.ts().get(f"{settings.key_prefix}s:acked:readings")[1] == 2.0
     client.close()
