@@ -2,13 +2,15 @@
 # `make setup` first, which is idempotent and takes about a second once everything is in place.
 # Ports and the state folder are variables: `make up WEB_PORT=8080 REDIS_PORT=6380`
 # (also ZK_PORTS=2181,2182,2183, ZK_PEER_PORTS, ZK_ELECTION_PORTS, WEB_WORKERS, AEROGUARD_RUN_DIR).
+# `make up REDIS=sentinel`: a master, a replica and 3 Sentinels instead of one Redis
+# (REDIS_REPLICA_PORT=6380, SENTINEL_PORTS=26379,26380,26381); the web tier then waits for the replica.
 SHELL := /bin/bash
 VENV_PY := .venv/bin/python
 # status/down need only the standard library: they work before setup too.
 ANY_PY := $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run up status down test bench clean distclean train evaluate protos standin
+.PHONY: help setup run up status down test bench fuzz soak backup restore clean distclean train evaluate protos standin
 
 help:
 	@echo "make setup   install everything (venv, zookeeper, libssl1.1 for Redis Stack)"
@@ -16,6 +18,9 @@ help:
 	@echo "make test    the whole test suite against real servers (sets up first)"
 	@echo "make up | status | down   the local stack, detached (.run/stack.json)"
 	@echo "make bench   benchmarks against a fresh local stack"
+	@echo "make fuzz    10,000 hostile requests against a private stack: no 5xx, rejections store nothing"
+	@echo "make soak MINUTES=60   steady load on a private stack; errors, latency, RSS, memory (out/soak)"
+	@echo "make backup | restore [BACKUP=backups/x.rdb]   the running stack's Redis to/from backups/"
 	@echo "make train   train the learned detectors on the simulator: a new version in serving/models"
 	@echo "make evaluate  the detection evaluation (NAB, SKAB, simulator faults) -> out/eval, docs table"
 	@echo "make standin   the TF Serving stand-in on gRPC 8500 / REST 8501 (serving/models)"
@@ -42,8 +47,21 @@ test: setup
 bench: setup
 	$(VENV_PY) -m scripts.bench $(BENCH_ARGS)
 
+fuzz: setup
+	$(VENV_PY) -m scripts.fuzz --requests $(or $(REQUESTS),10000) $(FUZZ_ARGS)
+
+soak: setup
+	$(VENV_PY) -m scripts.soak --minutes $(or $(MINUTES),60) $(SOAK_ARGS)
+
+backup:
+	$(VENV_PY) -m scripts.backup backup
+
+restore:
+	$(VENV_PY) -m scripts.backup restore $(BACKUP)
+
 train: setup
 	OMP_NUM_THREADS=1 $(VENV_PY) -m scripts.train $(TRAIN_ARGS)
+	$(VENV_PY) -m scripts.grafana_dashboards   # redraw the thresholds of the new version
 
 evaluate: setup
 	OMP_NUM_THREADS=1 $(VENV_PY) -m scripts.evaluate --suite --data-dir ../shared/eval/data --out out/eval --table docs/detection.md

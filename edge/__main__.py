@@ -13,6 +13,7 @@ import sys
 import threading
 
 from kazoo.client import KazooClient
+from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
 from edge.config import EdgeSettings
@@ -45,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     zk = make_client(settings)
-    zk.start(timeout=CONNECT_TIMEOUT_S)
+    try:
+        zk.start(timeout=CONNECT_TIMEOUT_S)
+    except KazooTimeoutError:
+        log.error("no ZooKeeper server of %s answered within %.0f s", settings.zk_hosts, CONNECT_TIMEOUT_S)
+        zk.stop()
+        zk.close()
+        return 2
     log.info("connected to ZooKeeper %s (session timeout requested %.1f s; the server clamps it to "
              "[2, 20] x tickTime)", settings.zk_hosts, settings.session_timeout_s)
     node = EdgeNode(zk, settings, source, EventLog(settings.event_log, settings.node_id))

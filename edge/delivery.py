@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import requests
 
+from edge.events import Counters
 from edge.events import EventLog
 from edge.hotconfig import EdgeConfig
 from edge.schema import idempotency_key
@@ -170,7 +171,7 @@ class Delivery:
         self.on_stale = on_stale
         self.api_key = api_key
         self.events = events or EventLog(None)
-        self.counts: collections.Counter[str] = collections.Counter()
+        self.counts = Counters()
         self._pending: collections.deque[dict] = collections.deque()
         self._wake = threading.Event()
         self._shutdown = threading.Event()
@@ -235,10 +236,11 @@ class Delivery:
             self.spool.append(self._pending.popleft())
 
     def _deliver(self, doc: dict) -> Outcome:
+        sent_at = time.time()
         outcome = self._post_anywhere(doc)
-        self.counts[outcome.status] += 1
+        self.counts.add(outcome.status)
         self.events.write("delivery", group=doc["group"], epoch=doc["epoch"], round=doc["round"],
-                          status=outcome.status, code=outcome.code, url=outcome.url)
+                          status=outcome.status, code=outcome.code, url=outcome.url, sent_at=sent_at)
         if outcome.status == "stale":
             log.warning("web tier rejected %s: stale epoch (newest %s)", idempotency_key(doc), outcome.newest_epoch)
             self.on_stale(doc["epoch"], outcome.newest_epoch)
@@ -292,12 +294,3 @@ def _newest_epoch(response: requests.Response) -> int | None:
     newest = body.get("newest_epoch") if isinstance(body, dict) else None
     return newest if isinstance(newest, int) else None
 
-
-def wait_backlog_empty(delivery: Delivery, timeout: float) -> bool:
-    """True once `delivery` has nothing pending or spooled (used by drills and tests)."""
-    deadline = time.monotonic() + timeout
-    while delivery.backlog():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

@@ -37,6 +37,31 @@ class EventLog:
                 self._file.close()
 
 
+class Counters:
+    """Named counters shared by a node's threads; read with `snapshot` or by name.
+
+    >>> c = Counters()
+    >>> c.add("rounds"); c.add("rounds", 2); c["rounds"], c["missing"]
+    (3, 0)
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, int] = {}
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._values[name] = self._values.get(name, 0) + amount
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._values.get(name, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
 def read_events(path: str) -> list[dict]:
     """All events of one file; a last line cut short by a kill is skipped."""
     events = []

@@ -15,7 +15,6 @@ transaction still passes the fence.
 """
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import os
@@ -24,7 +23,6 @@ import time
 from dataclasses import dataclass
 
 from kazoo.exceptions import KazooException
-from kazoo.exceptions import NodeExistsError
 from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import KazooState
 from kazoo.recipe.election import Election
@@ -35,13 +33,15 @@ from edge import __version__
 from edge.config import EdgeSettings
 from edge.delivery import Delivery
 from edge.delivery import Spool
+from edge.events import Counters
 from edge.events import EventLog
-from edge.fusion import fuse
 from edge.hotconfig import EdgeConfig
 from edge.hotconfig import HotConfig
+from edge.discovery import Membership
+from edge.rounds import Collector
+from edge.rounds import RoundAborted
+from edge.rounds import build_aggregate
 from edge.schema import Reading
-from edge.schema import SchemaError
-from edge.schema import aggregate
 from edge.sources import Source
 from edge.sources import SourceError
 
@@ -49,15 +49,10 @@ log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 10.0
 STATUS_EVERY_S = 5.0
-MAX_ENTRIES_PER_ROUND = 256
 
 
 class Fenced(Exception):
     """Raised when the leader's fenced write fails: its lock node is gone, it leads no more."""
-
-
-class RoundAborted(Exception):
-    """Raised when the connection is suspended mid-round: the round is not delivered."""
 
 
 def now_ms() -> int:
@@ -109,11 +104,12 @@ class EdgeNode:
         self.events = events or EventLog(None)
         self.paths = GroupPaths(settings.zk_root, settings.group)
         self.started_at = now_ms()
-        self.counts: collections.Counter[str] = collections.Counter()
+        self.counts = Counters()
         self.hotconfig = HotConfig(zk, settings.zk_root, settings.group, settings.defaults, self._on_config,
                                    lambda exc: self.events.write("config_rejected", error=str(exc)))
         self.delivery = Delivery(Spool(settings.spool_dir, settings.spool_max), lambda: self.hotconfig.current,
                                  self.connected, self._on_stale, settings.api_key, self.events)
+        self.membership = Membership(zk, f"{self.paths.nodes}/{settings.node_id}", self.status, self.events)
         self._lock = threading.Lock()
         self._state = KazooState.CONNECTED if zk.connected else KazooState.SUSPENDED
         self._lost_count = 0
@@ -154,6 +150,7 @@ class EdgeNode:
         self._shutdown.set()
         for event in (self._wake, self._membership_due, self._trigger_ready):
             event.set()
+        self.membership.deregister()
         election = self._election
         if election is not None:
             election.cancel()
@@ -193,7 +190,7 @@ class EdgeNode:
         return {"node_id": self.settings.node_id, "host": self.settings.hostname, "pid": os.getpid(),
                 "started_at": self.started_at, "version": __version__, "leader_epoch": self.epoch,
                 "config_applied": self.hotconfig.applied, "config_errors": self.hotconfig.errors,
-                "counts": dict(self.counts), "delivery": dict(self.delivery.counts),
+                "counts": self.counts.snapshot(), "delivery": self.delivery.counts.snapshot(),
                 "backlog": self.delivery.backlog(), "spool_dropped": self.delivery.spool.dropped}
 
     # --- callbacks: record and signal only (they run on kazoo's threads) ---------------------
@@ -222,7 +219,7 @@ class EdgeNode:
         self._wake.set()
 
     def _on_stale(self, epoch: int, newest: int | None) -> None:
-        self.counts["stale_epoch_answers"] += 1
+        self.counts.add("stale_epoch_answers")
         if epoch == self.epoch:
             log.warning("web tier knows a newer epoch %s than ours (%d): stepping down", newest, epoch)
             self._step_down.set()
@@ -233,39 +230,21 @@ class EdgeNode:
     def _membership_loop(self) -> None:
         published = 0.0
         while not self._shutdown.is_set():
-            self._membership_due.wait(1.0)
+            signalled = self._membership_due.wait(1.0)
             self._membership_due.clear()
-            if self._shutdown.is_set() or not self.connected():
+            due = time.monotonic() - published > STATUS_EVERY_S
+            if self._shutdown.is_set() or not self.connected() or not (signalled or due):
                 continue
             try:
-                self._register(publish=time.monotonic() - published > STATUS_EVERY_S)
-                published = time.monotonic() if time.monotonic() - published > STATUS_EVERY_S else published
+                if self.membership.register(publish=due):
+                    published = time.monotonic() if due else published
+                else:
+                    self._shutdown.wait(0.5)
+                    self._membership_due.set()
             except KazooException as exc:
                 log.warning("discovery registration failed (%s); retrying", exc.__class__.__name__)
                 self._shutdown.wait(0.5)
                 self._membership_due.set()
-
-    def _register(self, publish: bool) -> None:
-        """Create our ephemeral discovery znode, or refresh its data; wait out an old session's."""
-        path = f"{self.paths.nodes}/{self.settings.node_id}"
-        data = json.dumps(self.status()).encode()
-        try:
-            self.zk.create(path, data, ephemeral=True, makepath=True)
-            log.info("registered %s", path)
-            self.events.write("registered")
-            return
-        except NodeExistsError:
-            pass
-        stat = self.zk.exists(path)
-        if stat is not None and stat.ephemeralOwner == self.zk.client_id[0]:
-            if publish:
-                self.zk.set(path, data, version=stat.version)
-            return
-        # An earlier session of this node id (a kill -9 moments ago) still holds it: it goes
-        # within one session timeout; poll until then.
-        log.info("%s held by another session; waiting for it to expire", path)
-        self._shutdown.wait(0.5)
-        self._membership_due.set()
 
     # --- follower --------------------------------------------------------------------------
 
@@ -291,7 +270,7 @@ class EdgeNode:
                 return trigger
         except ValueError:
             pass
-        self.counts["bad_triggers"] += 1
+        self.counts.add("bad_triggers")
         log.error("ignoring malformed trigger %r", data)
         return None
 
@@ -302,7 +281,7 @@ class EdgeNode:
         try:
             queue.put(reading.to_bytes())
         except KazooException as exc:
-            self.counts["put_failed"] += 1
+            self.counts.add("put_failed")
             log.warning("reading for round %d not queued: %s", reading.round, exc.__class__.__name__)
             return
         self.events.write("reading", epoch=reading.epoch, round=reading.round, value=reading.value,
@@ -312,7 +291,7 @@ class EdgeNode:
         try:
             value = self.source.read()
         except SourceError as exc:
-            self.counts["source_errors"] += 1
+            self.counts.add("source_errors")
             log.warning("no reading for round %d: %s", round_, exc)
             return None
         return Reading(self.settings.node_id, round_, epoch, value, now_ms())
@@ -331,6 +310,8 @@ class EdgeNode:
             election.lock._retry = KazooRetry(max_tries=None, max_delay=1.0,
                                               sleep_func=self.zk.handler.sleep_func)
             self._election = election
+            if self._shutdown.is_set():  # stop() may have cancelled the previous one just now
+                break
             try:
                 election.run(self._lead, election)
             except KazooException as exc:
@@ -379,12 +360,13 @@ class EdgeNode:
         """Read the last round, then publish our epoch in a transaction fenced by our lock node."""
         try:
             data, _ = self.zk.get(self.paths.trigger)
-            previous = json.loads(data) if data else {}
-        except (NoNodeError, ValueError):
-            previous = {}
-        term.last_round = int(previous.get("round", 0))
-        term.last_issued = int(previous.get("issued_at", 0))
-        if int(previous.get("epoch", -1)) >= term.epoch:
+        except NoNodeError:
+            data = None
+        previous = self._parse_trigger(data) if data else None
+        previous = previous or {}
+        term.last_round = previous.get("round", 0)
+        term.last_issued = previous.get("issued_at", 0) if isinstance(previous.get("issued_at"), int) else 0
+        if previous.get("epoch", -1) >= term.epoch:
             log.error("epoch %d is not above the last trigger's %s: was the election znode recreated?",
                       term.epoch, previous.get("epoch"))
         doc = {"epoch": term.epoch, "leader": self.settings.node_id, "lock_node": term.lock_path,
@@ -402,7 +384,8 @@ class EdgeNode:
             raise Fenced(f"fenced write to {path} failed: {', '.join(failures)}")
 
     def _lead_rounds(self, term: Term) -> None:
-        queue = LockingQueue(self.zk, self.paths.queue)
+        collector = Collector(LockingQueue(self.zk, self.paths.queue), self.settings.node_id, lambda: self._live,
+                              self.connected, self.counts, self.events)
         last_start: float | None = None
         while not self._shutdown.is_set() and not self._step_down.is_set():
             self._wake.clear()
@@ -420,21 +403,21 @@ class EdgeNode:
                 continue
             last_start = now
             try:
-                self._round(term, queue, config)
+                self._round(term, collector, config)
             except Fenced as exc:
                 log.warning("epoch %d fenced off (%s): stepping down", term.epoch, exc)
-                self.counts["fenced"] += 1
+                self.counts.add("fenced")
                 return
             except (RoundAborted, KazooException) as exc:
-                self.counts["rounds_aborted"] += 1
+                self.counts.add("rounds_aborted")
                 log.warning("round %d aborted: %s", term.last_round, exc.__class__.__name__)
 
-    def _round(self, term: Term, queue: LockingQueue, config: EdgeConfig) -> None:
+    def _round(self, term: Term, collector: Collector, config: EdgeConfig) -> None:
         round_ = term.last_round + 1
         issued_at = max(now_ms(), term.last_issued + 1)
         self._fenced_set(term, self.paths.trigger, {"round": round_, "epoch": term.epoch, "issued_at": issued_at})
         term.last_round, term.last_issued = round_, issued_at
-        self.counts["rounds"] += 1
+        self.counts.add("rounds")
         self.events.write("trigger", epoch=term.epoch, round=round_, issued_at=issued_at)
         readings: dict[str, Reading] = {}
         own = self._measure(round_, term.epoch)
@@ -442,66 +425,15 @@ class EdgeNode:
             readings[own.node_id] = own
             self.events.write("reading", epoch=term.epoch, round=round_, value=own.value,
                               measured_at=own.measured_at)
-        self._collect(queue, term, round_, readings, time.monotonic() + config.round_timeout)
+        collector.collect(term.epoch, round_, readings, time.monotonic() + config.round_timeout)
         if not self.connected():
             raise RoundAborted("connection suspended before delivery")
         if not readings:
-            self.counts["rounds_empty"] += 1
+            self.counts.add("rounds_empty")
             self.events.write("round_empty", epoch=term.epoch, round=round_)
             return
-        self.delivery.submit(self._aggregate(term.epoch, round_, issued_at, readings, config))
-
-    def _collect(self, queue: LockingQueue, term: Term, round_: int, readings: dict[str, Reading],
-                 deadline: float) -> None:
-        """Take readings until every live node answered or `deadline`; handle every entry taken."""
-        expected = set(self._live) | {self.settings.node_id}
-        for _ in range(MAX_ENTRIES_PER_ROUND):
-            if not self.connected():
-                raise RoundAborted("connection suspended while collecting")
-            # Once every live node answered (or at the deadline) take only what is already
-            # there, so older entries are handled now and the queue stays small.
-            waiting = not expected <= readings.keys()
-            raw = queue.get(timeout=max(deadline - time.monotonic(), 0.0) if waiting else 0.0)
-            if raw is None:
-                break
-            if not queue.consume():
-                queue.processing_element = None  # our entry lock is gone; the entry comes back
-            self._classify(raw, term.epoch, round_, readings)
-            expected |= set(self._live)
-        missing = sorted(expected - readings.keys())
-        if missing:
-            self.counts["missing_readings"] += len(missing)
-            self.events.write("missing", epoch=term.epoch, round=round_, nodes=missing)
-
-    def _classify(self, raw: bytes, epoch: int, round_: int, readings: dict[str, Reading]) -> None:
-        """Accept a reading of this round once; count (never use) anything else."""
-        try:
-            reading = Reading.from_bytes(raw)
-        except SchemaError as exc:
-            self.counts["invalid_readings"] += 1
-            log.error("invalid queue entry dropped: %s", exc)
-            return
-        if (reading.epoch, reading.round) == (epoch, round_):
-            kind = "duplicate" if reading.node_id in readings else "accepted"
-            readings.setdefault(reading.node_id, reading)
-        elif (reading.epoch, reading.round) < (epoch, round_):
-            kind = "late"
-        else:
-            kind = "ahead"
-        self.counts[f"readings_{kind}"] += 1
-        if kind != "accepted":
-            log.info("%s reading from %s for epoch %d round %d (now %d/%d)", kind, reading.node_id,
-                     reading.epoch, reading.round, epoch, round_)
-        self.events.write("collected", status=kind, source=reading.node_id, epoch=reading.epoch,
-                          round=reading.round, value=reading.value, in_round=round_)
-
-    def _aggregate(self, epoch: int, round_: int, issued_at: int, readings: dict[str, Reading],
-                   config: EdgeConfig) -> dict:
-        fused = fuse({n: r.value for n, r in readings.items()}, config.fusion_k, config.fusion_min_spread)
-        kept = [{"node_id": n, "value": v, "measured_at": readings[n].measured_at} for n, v in fused.kept]
-        excluded = [{"node_id": n, "value": v, "reason": why} for n, v, why in fused.excluded]
-        doc = aggregate(self.settings.group, epoch, round_, issued_at, fused.value, kept, excluded)
-        self.counts["aggregates"] += 1
-        self.counts["excluded"] += len(excluded)
+        doc = build_aggregate(self.settings.group, term.epoch, round_, issued_at, readings, config)
+        self.counts.add("aggregates")
+        self.counts.add("excluded", len(doc["excluded"]))
         self.events.write("aggregate", doc=doc)
-        return doc
+        self.delivery.submit(doc)

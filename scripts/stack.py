@@ -1,7 +1,8 @@
 """The local stack launcher: ``python -m scripts.stack run|up|status|down``.
 
 Starts, in order, a 3-node ZooKeeper ensemble (tickTime 500 ms), one redis-server with
-RedisTimeSeries and the web tier under gunicorn, all on 127.0.0.1, with state (data, logs,
+RedisTimeSeries (or, with ``REDIS=sentinel``, a master, a replica and 3 Sentinels:
+`scripts.redis_topology`) and the web tier under gunicorn, all on 127.0.0.1, with state (data, logs,
 ``stack.json``) under ``.run/``. Each service is one entry of `SERVICES`: a builder taking the
 `StackConfig` and the environment exported by the services before it (``ZK_HOSTS``,
 ``REDIS_URL``, ...) and returning an object with ``start``/``wait_ready``/``stop``/``records``/
@@ -24,6 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
+from scripts.redis_topology import RedisSentinelSet
+from scripts.redis_topology import TopologyPorts
 from scripts.servers import LOOPBACK
 from scripts.servers import ROOT
 from scripts.servers import RedisServer
@@ -45,6 +48,9 @@ class StackConfig:
     zk_peer_ports: tuple[int, ...] = (2888, 2889, 2890)
     zk_election_ports: tuple[int, ...] = (3888, 3889, 3890)
     redis_port: int = 6379
+    redis: str = "single"
+    redis_replica_port: int = 6380
+    sentinel_ports: tuple[int, ...] = (26379, 26380, 26381)
     web_port: int = 8000
     web_workers: int = 2
     web_app: str = "webapp:create_app()"
@@ -53,7 +59,8 @@ class StackConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str], state_dir: Path | None = None) -> StackConfig:
         """Read ``AEROGUARD_RUN_DIR``, ``ZK_PORTS``, ``ZK_PEER_PORTS``, ``ZK_ELECTION_PORTS``,
-        ``REDIS_PORT``, ``WEB_PORT``, ``WEB_WORKERS``, ``WEB_APP``, ``STACK_SERVICES``.
+        ``REDIS_PORT``, ``REDIS`` (``single`` or ``sentinel``), ``REDIS_REPLICA_PORT``,
+        ``SENTINEL_PORTS``, ``WEB_PORT``, ``WEB_WORKERS``, ``WEB_APP``, ``STACK_SERVICES``.
 
         >>> config = StackConfig.from_env({"WEB_PORT": "9000", "ZK_PORTS": "1,2,3"}, Path("/x"))
         >>> config.web_port, config.zk_ports, config.redis_port, str(config.stack_file)
@@ -70,6 +77,9 @@ class StackConfig:
             zk_peer_ports=ports("ZK_PEER_PORTS", d.zk_peer_ports),
             zk_election_ports=ports("ZK_ELECTION_PORTS", d.zk_election_ports),
             redis_port=int(env.get("REDIS_PORT") or d.redis_port),
+            redis=env.get("REDIS") or d.redis,
+            redis_replica_port=int(env.get("REDIS_REPLICA_PORT") or d.redis_replica_port),
+            sentinel_ports=ports("SENTINEL_PORTS", d.sentinel_ports),
             web_port=int(env.get("WEB_PORT") or d.web_port),
             web_workers=int(env.get("WEB_WORKERS") or d.web_workers),
             web_app=env.get("WEB_APP") or d.web_app,
@@ -158,6 +168,45 @@ class RedisService:
     def exports(self) -> dict[str, str]:
         return {"REDIS_URL": self.server.url, "REDIS_HOST": LOOPBACK,
                 "REDIS_PORT": str(self.server.port)}
+
+
+class RedisSentinelService:
+    """Master + replica (TimeSeries, AOF) and 3 Sentinels; the web tier waits for 1 replica."""
+
+    name = "redis"
+    ready_timeout = 60.0
+
+    def __init__(self, config: StackConfig, env: Mapping[str, str]) -> None:
+        ports = TopologyPorts((config.redis_port, config.redis_replica_port), config.sentinel_ports)
+        self.topology = RedisSentinelSet(config.state_dir / "redis-sentinel", ports)
+
+    def start(self) -> None:
+        self.topology.start(self.ready_timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        self.topology.wait_ready(timeout)
+
+    def stop(self) -> None:
+        self.topology.stop()
+
+    def records(self) -> list[dict]:
+        scheme = {"redis": "redis", "sentinel": "sentinel"}
+        return [record(name, pid, {name.split("-")[0]: port}, f"{scheme[name.split('-')[0]]}://{LOOPBACK}:{port}",
+                       log) for name, pid, port, log in self.topology.processes()]
+
+    def exports(self) -> dict[str, str]:
+        return {"REDIS_SENTINELS": self.topology.sentinels_spec,
+                "REDIS_SENTINEL_MASTER": self.topology.options.master_name,
+                "REDIS_WAIT_REPLICAS": "1"}
+
+
+def redis_service(config: StackConfig, env: Mapping[str, str]) -> Service:
+    """One redis-server, or the Sentinel topology with ``REDIS=sentinel``."""
+    if config.redis == "sentinel":
+        return RedisSentinelService(config, env)
+    if config.redis != "single":
+        raise ServerError(f"REDIS must be single or sentinel, not {config.redis!r}")
+    return RedisService(config, env)
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -253,7 +302,7 @@ def web_service(config: StackConfig, env: Mapping[str, str]) -> CommandService:
 # are checked free before anything starts). Add a service by appending (name, builder).
 SERVICES: list[tuple[str, Callable[[StackConfig, Mapping[str, str]], Service]]] = [
     ("zookeeper", ZooKeeperService),
-    ("redis", RedisService),
+    ("redis", redis_service),
     ("web", web_service),
 ]
 
@@ -304,7 +353,8 @@ def start_services(config: StackConfig) -> tuple[list[Service], dict[str, str]]:
             for kind, port in rec["ports"].items() if port_in_use(port)]
     if busy:
         raise ServerError(f"already in use on {LOOPBACK}: {', '.join(busy)} (choose other ports: "
-                          "ZK_PORTS, ZK_PEER_PORTS, ZK_ELECTION_PORTS, REDIS_PORT, WEB_PORT)")
+                          "ZK_PORTS, ZK_PEER_PORTS, ZK_ELECTION_PORTS, REDIS_PORT, REDIS_REPLICA_PORT, "
+                          "SENTINEL_PORTS, WEB_PORT)")
     started: list[Service] = []
     try:
         for service in services:

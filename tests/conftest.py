@@ -19,6 +19,8 @@ import redis
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
+from scripts.redis_topology import RedisSentinelSet
+from scripts.redis_topology import SentinelOptions
 from scripts.servers import RedisOptions
 from scripts.servers import RedisServer
 from scripts.servers import ServerError
@@ -154,6 +156,28 @@ def make_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
     yield make
     for server in made:
         server.stop()
+
+
+@pytest.fixture
+def make_sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisSentinelSet]]:
+    """Factory of private, ready Sentinel topologies (master, replica, 3 Sentinels) to fail over.
+
+    ``make_sentinel_set(options=None)``; every topology is stopped after the test.
+    """
+    made: list[RedisSentinelSet] = []
+
+    def make(options: SentinelOptions | None = None) -> RedisSentinelSet:
+        made.append(RedisSentinelSet(tmp_path_factory.mktemp("redis-sentinel"), options=options))
+        try:
+            made[-1].start(SERVER_START_TIMEOUT_S)
+            made[-1].wait_ready(SERVER_START_TIMEOUT_S)
+        except ServerError as exc:
+            pytest.fail(f"Redis Sentinel topology could not start: {exc}", pytrace=False)
+        return made[-1]
+
+    yield make
+    for topology in made:
+        topology.stop()
 
 
 # ---------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def edge_nodes(zk, zk_hosts, tmp_path):
     def start(node_id: str, source: str, urls: list[str]) -> EdgeNode:
         settings = EdgeSettings(group="g1", node_id=node_id, zk_hosts=zk_hosts + zk.chroot, session_timeout_s=2.0,
                                 source=source, spool_dir=str(tmp_path / f"spool-{node_id}"),
-                                defaults={"sampling_period_s": 0.3, "api_urls": urls},
+                                defaults={"sampling_period_s": 0.3, "api_urls": urls}, api_key=KEY,
                                 event_log=str(tmp_path / f"{node_id}.events"))
         client = make_client(settings)
         client.start(timeout=10)

@@ -361,7 +361,7 @@ def test_grafana_provisioning_matches_the_stack(stack):
     for panel in panels:
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == source["uid"], panel["title"]
-    filters = [target["filter"] for panel in panels for target in panel["targets"]]
+    filters = [target.get("filter", "") for panel in panels for target in panel["targets"]]
     assert any(re.search(r"(^| )kind=reading( |$)", f) for f in filters), "no readings panel"
 
 
@@ -592,3 +592,191 @@ def test_entrypoint_refuses_a_missing_or_unsafe_password(tmp_path):
     env["REDIS_PASSWORD_FILE"] = str(tmp_path / "unsafe")
     unsafe = subprocess.run(script, env=env, capture_output=True, text=True, timeout=10)
     assert unsafe.returncode != 0 and "must be non-empty" in unsafe.stderr
+
+
+# --- (d) Prometheus, TF Serving, networks and ports -----------------------------------------
+
+SERVING_IMAGE_VARIABLE = "${AEROGUARD_SERVING_IMAGE"
+PUBLISHED_PORTS = {"web": {8000}, "grafana": {3000}, "visualizer": {8080}}
+PROMTOOL_CACHE = ROOT / ".cache/prometheus/usr/bin/promtool"
+
+
+def promtool_path() -> str:
+    """promtool from PATH, or the copy `make setup` unpacks from Debian's prometheus package."""
+    found = shutil.which("promtool") or (str(PROMTOOL_CACHE) if PROMTOOL_CACHE.is_file() else None)
+    if found is None:
+        pytest.fail("promtool not found: run `make setup` (unpacks it from Debian's prometheus package)",
+                    pytrace=False)
+    return found
+
+
+def _flags(service: dict) -> dict[str, str]:
+    """``--name=value`` arguments of a service's command as a mapping."""
+    return dict(arg[2:].split("=", 1) for arg in service.get("command", []) if arg.startswith("--") and "=" in arg)
+
+
+def _published(service: dict) -> set[int]:
+    ports = set()
+    for port in service.get("ports", []):
+        ports.add(int(port["published"]) if isinstance(port, dict) else int(str(port).split(":")[0]))
+    return ports
+
+
+def test_only_user_facing_ports_are_published(stack):
+    published = {name: _published(s) for name, s in stack["services"].items() if _published(s)}
+    assert published == PUBLISHED_PORTS
+
+
+def test_every_network_connects_at_least_two_services(stack):
+    for network in stack["networks"]:
+        users = [name for name, s in stack["services"].items() if network in _names(s.get("networks"))]
+        assert len(users) >= 2 or users == ["visualizer"], (network, users)
+
+
+def test_no_secret_has_a_default_in_the_stack_file():
+    """`${VAR:-default}` is for image tags only: a secret-looking variable never gets a default."""
+    text = STACK_FILE.read_text(encoding="utf-8")
+    for name in re.findall(r"\$\{(\w+):?-", text):
+        assert not re.search(r"PASSWORD|SECRET|TOKEN|KEY", name), name
+
+
+def test_prometheus_config_passes_promtool():
+    result = subprocess.run([promtool_path(), "check", "config", str(ROOT / "prometheus/prometheus.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_every_web_task_and_itself(stack):
+    config = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["localhost:9090"]
+    web = jobs["web"]
+    (discovery,) = web["dns_sd_configs"]
+    # tasks.<service> resolves to every task's IP; the bare name is the VIP (one replica per scrape).
+    assert discovery["names"] == ["tasks.web"] and discovery["type"] == "A"
+    assert discovery["port"] == int(_environment(stack["services"]["web"])["GUNICORN_BIND"].rsplit(":", 1)[1])
+    assert web.get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_prometheus_service_is_pinned_configured_and_internal(stack):
+    prometheus = stack["services"]["prometheus"]
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prometheus["image"])
+    flags = _flags(prometheus)
+    assert _config_targets(prometheus)["prometheus_config"] == flags["config.file"]
+    assert stack["configs"]["prometheus_config"]["file"] == "./prometheus/prometheus.yml"
+    assert any(v.endswith(":" + flags["storage.tsdb.path"]) for v in prometheus["volumes"])
+    assert not prometheus.get("ports")
+    shared = set(_names(prometheus["networks"]))
+    for peer in ("web", "grafana"):
+        assert shared & set(_names(stack["services"][peer]["networks"])), f"{peer} cannot reach prometheus"
+
+
+def test_grafana_reaches_prometheus_by_its_service_name(stack):
+    grafana = stack["services"]["grafana"]
+    target = _config_targets(grafana)["grafana_datasource_prometheus"]
+    assert target.startswith("/etc/grafana/provisioning/datasources/")
+    (source,) = yaml.safe_load((ROOT / stack["configs"]["grafana_datasource_prometheus"]["file"]).read_text())["datasources"]
+    assert source["url"] == "http://prometheus:9090" and "prometheus" in stack["services"]
+
+
+def _serving_dockerfile() -> list[tuple[str, str]]:
+    return [(line.split()[0].upper(), line.split(None, 1)[1]) for line in
+            (ROOT / "serving/Dockerfile").read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def test_serving_image_matches_the_tensorflow_that_exported_the_models():
+    (base,) = [args for instr, args in _serving_dockerfile() if instr == "FROM"]
+    pins = dict(line.split("==") for line in _requirement_lines(ROOT / "requirements-ml.txt") if "==" in line)
+    assert base == f"tensorflow/serving:{pins['tensorflow-cpu']}"
+    assert ("COPY", "models/ /models/") in _serving_dockerfile()
+
+
+def test_serving_build_context_sends_every_model_models_config_names():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = text_format.Parse((ROOT / "serving/models/models.config").read_text(encoding="utf-8"),
+                               model_server_config_pb2.ModelServerConfig())
+    patterns = [line.strip() for line in (ROOT / "serving/.dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*", "allow-list: the context is only what TF Serving serves"
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    assert "models/models.config" in allowed
+    for model in config.model_config_list.config:
+        assert model.base_path.startswith("/models/")
+        local = model.base_path.removeprefix("/")
+        assert local in allowed, f"{local} is not sent to the serving image build"
+        versions = [p for p in (ROOT / "serving" / local).iterdir() if p.name.isdigit()]
+        assert versions and all((v / "saved_model.pb").is_file() for v in versions), model.name
+
+
+def test_tf_serving_service_serves_models_config_with_batching_and_warmup(stack):
+    serving = stack["services"]["tf-serving"]
+    assert str(serving["image"]).startswith(SERVING_IMAGE_VARIABLE)
+    assert serving["deploy"]["replicas"] >= 1
+    flags = _flags(serving)
+    assert flags["model_config_file"] == "/models/models.config"   # where serving/Dockerfile copies it
+    assert flags["enable_batching"] == "true" and flags["enable_model_warmup"] == "true"
+    assert _config_targets(serving)["tfserving_batching"] == flags["batching_parameters_file"]
+    assert stack["configs"]["tfserving_batching"]["file"] == "./serving/batching_parameters.txt"
+    assert not serving.get("ports"), "gRPC 8500 and REST 8501 stay internal"
+    assert set(_names(serving["networks"])) & set(_names(stack["services"]["web"]["networks"]))
+    assert "8501" in " ".join(serving["healthcheck"]["test"])
+
+
+def test_batching_parameters_are_text_format_batching_parameters():
+    known = {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
+             "thread_pool_name", "allowed_batch_sizes", "pad_variable_length_inputs"}
+    lines = [line.strip() for line in (ROOT / "serving/batching_parameters.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    values = {}
+    for line in lines:
+        match = re.fullmatch(r"(\w+) \{ value: (\d+) \}", line)
+        assert match, f"not a `name {{ value: N }}` line: {line}"
+        values[match.group(1)] = int(match.group(2))
+    assert set(values) <= known
+    assert values["max_batch_size"] >= 1 and values["batch_timeout_micros"] <= 10_000
+
+
+def test_web_tier_asks_tf_serving_over_grpc(stack):
+    from webapp.config import Settings
+    from webapp.inference import backend_kind
+
+    env = _environment(stack["services"]["web"])
+    settings = Settings.from_env({key: value for key, value in env.items() if not key.endswith("_FILE")})
+    assert backend_kind(settings) == "grpc"
+    assert settings.serving_host == "tf-serving" and settings.serving_host in stack["services"]
+    assert settings.serving_grpc_port == 8500
+
+
+def test_tf_serving_healthcheck_passes_on_the_rest_api_and_fails_without_it(stack):
+    """The healthcheck's own bash line, aimed at the protocol-faithful stand-in's REST port."""
+    from scripts.tfserving_standin import Registry
+    from scripts.tfserving_standin import StandIn
+
+    kind, *argv = stack["services"]["tf-serving"]["healthcheck"]["test"]
+    assert kind == "CMD" and argv[:2] == ["bash", "-c"]
+    models = ROOT / "serving/models"
+    server = StandIn(Registry(models / "models.config", models)).start()
+    try:
+        line = argv[2].replace("/8501", f"/{server.rest_port}")
+        assert subprocess.run(["bash", "-c", line], timeout=20).returncode == 0
+    finally:
+        server.stop()
+    (closed,) = free_ports(1)
+    line = argv[2].replace("/8501", f"/{closed}")
+    assert subprocess.run(["bash", "-c", line], capture_output=True, timeout=20).returncode != 0
+
+
+def test_deploy_doc_names_every_service_and_pinned_image(stack):
+    """docs/deploy.md's table stays true: every service and third-party image tag is in it."""
+    doc = (ROOT / "docs/deploy.md").read_text(encoding="utf-8")
+    assert f"one stack with {len(stack['services'])} services" in doc
+    for name, service in stack["services"].items():
+        assert re.search(rf"`{re.escape(name)}`|{re.escape(name.rstrip('0123456789'))}", doc), name
+        image = str(service["image"])
+        if not image.startswith("${"):
+            assert image in doc, f"docs/deploy.md does not name {image}"
+    base = next(args for instr, args in _serving_dockerfile() if instr == "FROM")
+    assert base in doc

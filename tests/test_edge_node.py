@@ -131,3 +131,12 @@ def test_old_round_readings_are_counted_never_used(zk, nodes, receiver, tmp_path
     wait_until(lambda: len(queue) == 0, 5, "the queue drained")
     wait_rounds(receiver, 2, 10)
     assert all(r["node_id"] != "ghost" for s in receiver.stored for r in s.doc["readings"])
+
+
+def test_a_stale_epoch_answer_makes_the_leader_step_down_and_rejoin(zk, nodes, receiver):
+    receiver._newest["g1"] = 2  # the web tier has already accepted epoch 2 from some leader
+    node = nodes("n1")
+    wait_until(lambda: receiver.count() >= 2, 15, "aggregates accepted again")
+    assert node.counts["stale_epoch_answers"] >= 1
+    assert min(receiver.epochs()) >= 2
+    assert [code for _, code in receiver.answers].count(409) >= 1

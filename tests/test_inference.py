@@ -220,3 +220,12 @@ def test_web_worker_with_a_remote_backend_never_imports_tensorflow(standin):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["tf"] is False and report["degraded"] == []
     assert report["rss_mib"] < 150
+
+
+def test_inference_settings_come_from_the_environment():
+    settings = Settings.from_env({"SERVING_HOST": "tfs", "INFERENCE_BACKEND": "rest", "SERVING_REST_PORT": "9501",
+                                  "SERVING_GRPC_PORT": "9500", "INFERENCE_TIMEOUT_S": "0.1",
+                                  "BREAKER_FAILURES": "3", "BREAKER_RESET_S": "2", "MODELS_DIR": "/m"})
+    assert (settings.serving_host, settings.inference_backend, settings.serving_rest_port) == ("tfs", "rest", 9501)
+    assert (settings.serving_grpc_port, settings.inference_timeout_s) == (9500, 0.1)
+    assert (settings.breaker_failures, settings.breaker_reset_s, settings.models_dir) == (3, 2.0, "/m")

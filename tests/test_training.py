@@ -102,4 +102,4 @@ def test_cli_trains_from_a_csv(tmp_path, series, capsys):
 def test_calibrate_is_a_quantile():
     scores = np.linspace(0, 1, 10_001)
     assert calibrate(scores, 0.01) == pytest.approx(0.99)
-    assert calibrate(scores, 0.01, margin=2.0) == pytest.approx(1.98)
+    assert calibrate(scores, 0.01, margin=2.0) == pytest.approx(0.5 + 2 * 0.49)

@@ -36,7 +36,12 @@ if epoch >= 0 then
   local newest = tonumber(redis.call('HGET', fence, 'epoch') or '-1')
   if epoch < newest then return {'stale', newest} end
   local prev = redis.call('GET', done)
-  if prev then return {'duplicate', tonumber(prev)} end
+  if prev then
+    -- A write, so WAIT covers the original too and a master without replicas refuses it:
+    -- else a retry answered by a paused old master's unreplicated copy is acknowledged, then lost.
+    redis.call('PEXPIRE', done, ARGV[5])
+    return {'duplicate', tonumber(prev)}
+  end
 end
 local last = redis.call('TS.GET', series)
 if #last == 2 and ts <= tonumber(last[1]) then ts = tonumber(last[1]) + 1 end
@@ -178,7 +183,7 @@ class Store:
         except redis.exceptions.NoScriptError:
             self.client.script_load(_APPEND)
             result, acked = write_and_wait()
-        if result[0] == "stored" and int(acked) < wanted:
+        if result[0] in ("stored", "duplicate") and int(acked) < wanted:
             raise StoreUnavailable(f"write reached {acked} of {wanted} replica(s) in time: retry")
         return result
 

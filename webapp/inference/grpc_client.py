@@ -89,6 +89,7 @@ class GrpcBackend:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._channel: grpc.Channel | None = None
+        self._methods: dict = {}
 
     def _call(self, path: str, request, response_type):
         with self._lock:
@@ -96,9 +97,12 @@ class GrpcBackend:
                 # A channel inherited across fork() hangs; each worker builds its own.
                 self._channel = grpc.insecure_channel(self.target)
                 self._pid = os.getpid()
-            channel = self._channel
-        method = channel.unary_unary(path, request_serializer=type(request).SerializeToString,
-                                     response_deserializer=response_type.FromString)
+                self._methods = {}
+            method = self._methods.get(path)
+            if method is None:
+                method = self._methods[path] = self._channel.unary_unary(
+                    path, request_serializer=type(request).SerializeToString,
+                    response_deserializer=response_type.FromString)
         try:
             return method(request, timeout=self.timeout_s)
         except grpc.RpcError as exc:

@@ -1,0 +1,142 @@
+"""The whole evaluation, one command: NAB artificial series, SKAB temperature channels (and
+SKAB anomaly-free), and simulator streams with injected faults, every one replayed by
+`scripts.evaluate` with the same parameters; then the per-group table of ``docs/detection.md``.
+
+``python -m scripts.evaluate --suite --data-dir ../shared/eval/data --out out/eval --table out/eval/table.md``
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scripts.evaluate import DETECTORS
+from scripts.evaluate import WINDOW
+from scripts.evaluate import evaluate
+from scripts.evaluate import load_series
+
+FAULTS = {  # kind: (magnitude, duration_s), each injected three times in a 2-hour stream
+    "spike": (3.0, 3),
+    "drift": (3.0, 600),
+    "stuck": (0.0, 300),
+    "noise": (10.0, 120),
+    "dropout": (0.0, 60),
+}
+SKAB_CHANNELS = ("Temperature", "Thermocouple")
+
+
+def simulator_stream(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
+    """Two hours at 1 Hz of the simulator (10-minute cycle) with three faults of `kind`."""
+    from edge.simulator import Fault
+    from edge.simulator import TemperatureSimulator
+
+    magnitude, duration = FAULTS[kind]
+    starts = (2400.0, 4200.0, 6000.0)
+    faults = [Fault(kind, s, duration, magnitude) for s in starts]
+    times, values, _ = TemperatureSimulator(period_s=600.0, seed=seed, faults=faults).series(7200)
+    # A faulty reading stays in the judged window for WINDOW - 1 more readings.
+    epoch = 1.7e9  # 2023-11-14, so timestamps look like real ones
+    windows = [(epoch + s, epoch + s + duration - 1 + WINDOW) for s in starts]
+    return times + epoch, values, windows
+
+
+def series_list(data_dir: Path):
+    """(group, name, loader) of every series of the evaluation."""
+    nab = data_dir / "nab-artificial"
+    for path in sorted(nab.glob("artificial*/*.csv")):
+        key = f"{path.parent.name}/{path.name}"
+        group = "NAB with anomalies" if "With" in path.parent.name else "NAB without anomalies"
+        yield group, key, lambda p=path, k=key: load_series(p, "value", None, nab / "combined_windows.json", k)
+    skab = data_dir / "skab"
+    for path in sorted(skab.glob("*/*.csv"), key=lambda p: (p.parent.name, int(p.stem) if p.stem.isdigit() else 0)):
+        group = "SKAB anomaly-free" if path.parent.name == "anomaly-free" else "SKAB faults"
+        for channel in SKAB_CHANNELS:
+            name = f"skab/{path.parent.name}/{path.name}:{channel}"
+            yield group, name, lambda p=path, c=channel: load_series(p, c, "anomaly", None, None)
+    for i, kind in enumerate(FAULTS):
+        yield f"simulator {kind}", f"simulator/{kind}", lambda k=kind, s=100 + i: simulator_stream(k, s)
+
+
+def run_suite(data_dir: Path, out: Path, table: Path | None = None, only: str | None = None) -> dict:
+    """Evaluate every series; write ``suite.json`` and the markdown table."""
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    everything = [s for s in series_list(data_dir) if not only or only in s[1]]
+    summaries = []
+    started = time.monotonic()
+    for group, name, load in tqdm(everything, desc="evaluating", unit="series", file=sys.stderr):
+        times, values, windows = load()
+        folder = out / name.replace("/", "__").replace(":", "__")
+        summary = evaluate(times, values, windows, None, folder, name)
+        summary["group"] = group
+        summaries.append(summary)
+    totals = aggregate(summaries)
+    body = {"series": summaries, "groups": totals, "elapsed_s": round(time.monotonic() - started)}
+    (out / "suite.json").write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+    markdown = render(totals)
+    (out / "table.md").write_text(markdown, encoding="utf-8")
+    if table:
+        write_table(table, markdown)
+    print(markdown)
+    return body
+
+
+START, END = "<!-- evaluation-table:start -->", "<!-- evaluation-table:end -->"
+
+
+def write_table(path: Path, markdown: str) -> None:
+    """Put the table between the markers of `path` (a docs page), or write it whole."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = f"{head}{START}\n{markdown}\n{END}{rest.split(END, 1)[1]}"
+    else:
+        text = markdown
+    path.write_text(text, encoding="utf-8")
+
+
+def aggregate(summaries: list[dict]) -> dict:
+    """Per group and overall: windows caught, false-alarm incidents, days, mean delay, NAB."""
+    groups: dict[str, dict] = {}
+    for summary in summaries:
+        for key in (summary["group"], "all series"):
+            group = groups.setdefault(key, {})
+            for detector, r in summary["results"].items():
+                g = group.setdefault(detector, {"windows": 0, "caught": 0, "false_alarms": 0, "days": 0.0,
+                                                "delays": [], "nab": []})
+                g["windows"] += r["windows"]
+                g["caught"] += r["caught"]
+                g["false_alarms"] += r["false_alarms"]
+                g["days"] += r["days"]
+                if r["mean_delay_s"] is not None:
+                    g["delays"].append(r["mean_delay_s"])
+                if r["nab_standard"] is not None:
+                    g["nab"].append(r["nab_standard"])
+    for group in groups.values():
+        for g in group.values():
+            g["false_alarms_per_day"] = round(g["false_alarms"] / g["days"], 2) if g["days"] else 0.0
+            g["mean_delay_s"] = round(float(np.mean(g.pop("delays"))), 1) if g["delays"] else None
+            nab = g.pop("nab")
+            g["nab_standard"] = round(float(np.mean(nab)), 1) if nab else None
+    return groups
+
+
+def render(groups: dict) -> str:
+    lines = []
+    order = sorted(groups, key=lambda k: (k == "all series", k))
+    for name in order:
+        lines += [f"**{name}**", "",
+                  "| detector | caught / windows | false-alarm incidents | per day | mean delay (s) | NAB standard |",
+                  "|---|---|---|---|---|---|"]
+        for detector in (*DETECTORS, "vote"):
+            g = groups[name][detector]
+            label = "**vote (3 of 4)**" if detector == "vote" else detector
+            lines.append(f"| {label} | {g['caught']} / {g['windows']} | {g['false_alarms']} | "
+                         f"{g['false_alarms_per_day']} | {g['mean_delay_s'] if g['mean_delay_s'] is not None else '–'} | "
+                         f"{g['nab_standard'] if g['nab_standard'] is not None else '–'} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,321 @@
+"""Hostile-input fuzzing of the web tier over HTTP: ``make fuzz`` (``python -m scripts.fuzz``).
+
+A seeded generator sends requests to every endpoint (bad numbers, NaN/inf, huge and deeply
+nested bodies, malformed JSON, bad sensor ids, path and query junk, wrong methods and
+content types, plus valid readings and aggregates so acceptance is exercised too) and checks
+two promises after each one: no answer is a 5xx, and a rejected request (4xx) leaves Redis as
+it was: the same keys under the prefix, each time series with the same sample count, each
+stream, hash and string unchanged. Only accepted requests may add. Without ``--url`` it
+starts its own local stack on free ports (ZooKeeper, Redis, web under gunicorn) and stops it
+after. Exit status 1 on any violation.
+
+    python -m scripts.fuzz --requests 10000 --seed 1
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Callable, Sequence
+from urllib.parse import quote
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+
+import redis
+
+SENSORS = ["s1", "s2", "fuzz-a", "Fuzz_B.3"]
+BAD_SENSORS = ["", " ", "a" * 65, "../etc/passwd", "s1*", "s1:x", "ns=x", "s 1", "s1\n", "ü", "{s1}", "%00",
+               "s1/readings", "*", "?", "s1;FLUSHALL", "\x00", "--", "a" * 5000]
+BAD_NUMBERS = ["nan", "NaN", "inf", "-inf", "Infinity", "1e999", "-1e999", "0x1f", "1_0", "١٢", "1,5", "",
+               " ", "null", "true", "1e", "e1", ".", "+", "--1", "1.2.3", "9" * 400, "1e-99999", "²"]
+JUNK_PATHS = ["/", "/nuevo/", "/nuevo/x", "/api", "/api/v1", "/api/v1/readings/1", "/api/v2/readings", "/%2e%2e/etc",
+              "/static/../webapp/config.py", "/static/%2e%2e/%2e%2e/etc/passwd", "/api/v1/sensors/../../x", "/x" * 300,
+              "/api/v1/sensors/" + "a" * 3000, "/listar%00", "/metrics/x", "/openapi.json/x", "/%ff%fe"]
+METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Generator:
+    """Seeded requests over every endpoint; valid ones carry increasing rounds per group."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.rounds: Counter[str] = Counter()
+        self.kinds: list[Callable[[], Request]] = [
+            self.reading, self.reading, self.listar, self.aggregate, self.aggregate, self.aggregate_json_junk,
+            self.huge_body, self.anomalies, self.sensors, self.config, self.misc, self.junk_path, self.long_query]
+
+    def next(self) -> Request:
+        return self.rng.choice(self.kinds)()
+
+    # --- parts -----------------------------------------------------------------------------
+    def sensor(self) -> str:
+        return self.rng.choice(SENSORS) if self.rng.random() < 0.6 else self.rng.choice(BAD_SENSORS)
+
+    def number(self) -> str:
+        r = self.rng.random()
+        if r < 0.4:
+            return repr(round(self.rng.uniform(-30, 120), 3))
+        if r < 0.5:
+            return str(self.rng.randint(-10**6, 10**6))
+        return self.rng.choice(BAD_NUMBERS)
+
+    def junk(self) -> object:
+        return self.rng.choice([None, True, False, "", "x", [], {}, [1], {"a": 1}, -1, 2**64, 1.5, "1", "NaN",
+                                float("nan"), float("inf"), -float("inf"), 1e308, "a" * 1000])
+
+    def query(self, params: dict[str, str]) -> str:
+        items = [(k, v) for k, v in params.items() if self.rng.random() < 0.9]
+        if self.rng.random() < 0.1:
+            items.append((self.rng.choice(["x", "sensor", "dato", ""]), self.rng.choice(BAD_SENSORS)))
+        return urlencode(items, quote_via=quote) if items else ""
+
+    # --- request kinds ---------------------------------------------------------------------
+    def reading(self) -> Request:
+        path = self.rng.choice(["/nuevo", "/detectar"])
+        return Request("GET", f"{path}?{self.query({'dato': self.number(), 'sensor': self.sensor()})}")
+
+    def listar(self) -> Request:
+        def bound() -> str:
+            return self.rng.choice([str(self.rng.randint(0, 2**63)), "-1", "abc", "1e3", "", str(2**70),
+                                    str(int(time.time() * 1000))])
+        params = {"sensor": self.sensor(), "count": self.rng.choice(["1", "100", "0", "-5", "10001", "x", "1e2"]),
+                  "from": bound(), "to": bound()}
+        return Request("GET", f"/listar?{self.query(params)}")
+
+    def valid_aggregate(self) -> dict:
+        group = self.rng.choice(SENSORS)
+        self.rounds[group] += 1
+        return {"group": group, "epoch": 1, "round": self.rounds[group], "timestamp": int(time.time() * 1000),
+                "value": round(self.rng.uniform(10, 40), 2),
+                "readings": [{"node_id": f"n{i}", "value": 20.0 + i} for i in range(self.rng.randint(0, 3))]}
+
+    def broken_aggregate(self) -> dict:
+        item = self.valid_aggregate()
+        field_ = self.rng.choice(["group", "epoch", "round", "timestamp", "value", "readings", "excluded", "extra"])
+        action = self.rng.random()
+        if action < 0.2 and field_ in item:
+            del item[field_]
+        elif field_ == "group":
+            item["group"] = self.rng.choice(BAD_SENSORS + [self.junk()])
+        elif field_ in ("readings", "excluded"):
+            item[field_] = self.rng.choice([self.junk(), [{"node_id": self.rng.choice(BAD_SENSORS), "value": 1}],
+                                            [{"node_id": "n1", "value": self.junk()}], [{}] * 70])
+        elif field_ == "timestamp":
+            item["timestamp"] = self.rng.choice([self.junk(), int(time.time() * 1000) + 10**9, -5, 2**63])
+        else:
+            item[field_] = self.junk()
+        return item
+
+    def aggregate(self) -> Request:
+        r = self.rng.random()
+        if r < 0.35:
+            body: object = self.valid_aggregate()
+        elif r < 0.8:
+            body = self.broken_aggregate()
+        else:
+            count = self.rng.choice([0, 1, 3, 101])
+            body = [self.broken_aggregate() if self.rng.random() < 0.5 else self.valid_aggregate()
+                    for _ in range(count)]
+        # A rejected list must store none of its valid members: rounds sent in one are spent.
+        return self.post_json("/api/v1/readings", json.dumps(body, allow_nan=True).encode())
+
+    def aggregate_json_junk(self) -> Request:
+        valid = json.dumps(self.valid_aggregate())
+        body = self.rng.choice([
+            valid[: self.rng.randint(0, len(valid) - 1)], valid + "}", valid.replace(":", "=", 1), "",
+            "null", "[]", "{}", '{"value": NaN}', "[" * 50_000 + "]" * 50_000, '{"a":' * 20_000, "\xff\xfe",
+            valid.replace('"value": ', '"value": Infinity, "x": '), '"' + "a" * 1000])
+        headers = {"Content-Type": self.rng.choice(["application/json", "text/plain", "application/x-www-form-urlencoded",
+                                                    "application/json; charset=latin-1", ""])}
+        return Request("POST", "/api/v1/readings", body.encode("utf-8", "surrogatepass"), headers)
+
+    def huge_body(self) -> Request:
+        size = self.rng.choice([300 * 1024, 2 * 1024 * 1024])
+        body = b'{"group": "s1", "value": 1, "pad": "' + b"a" * size + b'"}'
+        return self.post_json(self.rng.choice(["/api/v1/readings", "/api/v1/config"]), body,
+                              method=self.rng.choice(["POST", "PUT"]))
+
+    def anomalies(self) -> Request:
+        params = {"count": self.rng.choice(["1", "1000", "1001", "0", "x"]), "sensor": self.sensor(),
+                  "kind": self.rng.choice(["decision", "sensor_fault", "x", "", "*"])}
+        return Request("GET", f"/api/v1/anomalies?{self.query(params)}")
+
+    def sensors(self) -> Request:
+        if self.rng.random() < 0.3:
+            return Request("GET", "/api/v1/sensors")
+        return Request("GET", f"/api/v1/sensors/{quote(self.sensor(), safe='')}?{self.query({'count': self.number()})}")
+
+    def config(self) -> Request:
+        doc = self.rng.choice([{"period_s": self.junk()}, {"period_s": 1.0}, self.junk(), {"api_urls": [self.junk()]}])
+        headers = {"Content-Type": "application/json"}
+        if self.rng.random() < 0.5:
+            headers["X-API-Key"] = self.rng.choice(["", "x", "a" * 500, "key"])
+        return Request("PUT", f"/api/v1/config?{self.query({'group': self.sensor()})}",
+                       json.dumps(doc, allow_nan=True).encode(), headers)
+
+    def misc(self) -> Request:
+        path = self.rng.choice(["/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/api/v1/cluster",
+                                "/static/" + quote(self.rng.choice(["x.js", "../config.py", "%2e%2e", "a" * 300]))])
+        return Request(self.rng.choice(["GET"] * 4 + METHODS), path)
+
+    def junk_path(self) -> Request:
+        return Request(self.rng.choice(METHODS), self.rng.choice(JUNK_PATHS), b"{}" if self.rng.random() < 0.3 else None)
+
+    def long_query(self) -> Request:
+        return Request("GET", f"/listar?sensor=s1&x={'a' * self.rng.choice([2100, 8000])}")
+
+    def post_json(self, path: str, body: bytes, method: str = "POST") -> Request:
+        return Request(method, path, body, {"Content-Type": "application/json"})
+
+
+class StoreState:
+    """What a request could change under `prefix`: each key's sample count, length or value."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def take(self) -> dict[str, object]:
+        keys = sorted(self.client.scan_iter(match=f"{self.prefix}*", count=1000))
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.type(key)
+        kinds = pipe.execute()
+        for key, kind in zip(keys, kinds):
+            if kind == "TSDB-TYPE":
+                pipe.execute_command("TS.INFO", key)
+            elif kind == "stream":
+                pipe.xlen(key)
+            elif kind == "hash":
+                pipe.hgetall(key)
+            elif kind == "string":
+                pipe.get(key)
+            else:
+                pipe.type(key)
+        values = pipe.execute()
+        return {key: _samples(value) if kind == "TSDB-TYPE" else value
+                for key, kind, value in zip(keys, kinds, values)}
+
+
+def _samples(info: list | dict) -> int:
+    """``totalSamples`` from a ``TS.INFO`` reply (redis-py may have parsed it into a dict)."""
+    fields = info if isinstance(info, dict) else dict(zip(info[::2], info[1::2]))
+    return int(fields.get("totalSamples", fields.get("total_samples")))
+
+
+@dataclass
+class Report:
+    statuses: Counter = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    sent: int = 0
+
+    def summary(self) -> str:
+        accepted = sum(n for code, n in self.statuses.items() if isinstance(code, int) and code < 400)
+        return (f"{self.sent} requests: {accepted} accepted, {self.sent - accepted} rejected; 5xx: "
+                f"{sum(n for c, n in self.statuses.items() if isinstance(c, int) and c >= 500)}; "
+                f"violations: {len(self.violations)}; by status {dict(sorted(self.statuses.items(), key=str))}")
+
+
+def send(host: str, port: int, request: Request, timeout: float = 10.0) -> int | str:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(request.method, request.path, request.body, request.headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException) as exc:
+        return f"error:{exc.__class__.__name__}"
+    finally:
+        conn.close()
+
+
+def fuzz(base_url: str, client: redis.Redis, prefix: str, requests: int, seed: int,
+         progress_every: int = 1000, out=sys.stdout) -> Report:
+    """Send `requests` generated requests to `base_url`, checking each answer against Redis."""
+    split = urlsplit(base_url)
+    generator, state, report = Generator(seed), StoreState(client, prefix), Report()
+    before = state.take()
+    started = time.monotonic()
+    for n in range(1, requests + 1):
+        request = generator.next()
+        status = send(split.hostname, split.port, request)
+        report.sent += 1
+        report.statuses[status] += 1
+        after = state.take()
+        what = f"{request.method} {request.path[:120]} body={(request.body or b'')[:120]!r}"
+        if not isinstance(status, int) or status >= 500:
+            report.violations.append(f"{status}: {what}")
+        elif status >= 400 and after != before:
+            changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+            report.violations.append(f"rejected ({status}) but changed {changed[:5]}: {what}")
+        before = after
+        if n % progress_every == 0 or n == requests:
+            print(f"  {n}/{requests} in {time.monotonic() - started:.0f} s; 5xx/violations so far: "
+                  f"{len(report.violations)}", file=out, flush=True)
+    return report
+
+
+def start_stack(state_dir: Path, workers: int) -> tuple[list, str, int]:
+    from scripts.servers import free_ports
+    from scripts.stack import StackConfig
+    from scripts.stack import start_services
+
+    ports = free_ports(11)
+    config = StackConfig(state_dir=state_dir, zk_ports=tuple(ports[0:3]), zk_peer_ports=tuple(ports[3:6]),
+                         zk_election_ports=tuple(ports[6:9]), redis_port=ports[9], web_port=ports[10],
+                         web_workers=workers)
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    services, exports = start_services(config)
+    return services, exports["WEB_URL"], config.redis_port
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.fuzz", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--url", help="a running web tier (default: start a private stack)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="its Redis (with --url)")
+    parser.add_argument("--prefix", default="ag:", help="the web tier's key prefix")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    services: list = []
+    try:
+        if args.url:
+            url, redis_url = args.url, args.redis_url
+        else:
+            print("==> starting a private stack on free ports", flush=True)
+            services, url, redis_port = start_stack(Path(tempfile.mkdtemp(prefix="aeroguard-fuzz-")), args.workers)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        print(f"==> {args.requests} requests (seed {args.seed}) against {url}", flush=True)
+        report = fuzz(url, client, args.prefix, args.requests, args.seed)
+        client.close()
+    finally:
+        if services:
+            from scripts.stack import stop_services
+            stop_services(services)
+    print(report.summary())
+    for violation in report.violations[:20]:
+        print(f"  VIOLATION {violation}")
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
