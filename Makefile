@@ -24,6 +24,7 @@ help:
 	@echo "make train   train the learned detectors on the simulator: a new version in serving/models"
 	@echo "make evaluate  the detection evaluation (NAB, SKAB, simulator faults) -> out/eval, docs table"
 	@echo "make standin   the TF Serving stand-in on gRPC 8500 / REST 8501 (serving/models)"
+	@echo "make bench-detection  /detectar over gRPC to the stand-in: worker RSS, p50/p99 at 200 req/s"
 	@echo "make clean   stop the stack, remove .run/ and caches; distclean also .venv/ .cache/"
 
 setup:
@@ -65,6 +66,10 @@ train: setup
 
 evaluate: setup
 	OMP_NUM_THREADS=1 $(VENV_PY) -m scripts.evaluate --suite --data-dir ../shared/eval/data --out out/eval --table docs/detection.md
+
+# /detectar over gRPC to the TF Serving stand-in: worker RSS and p50/p99 at a fixed rate.
+bench-detection: setup
+	$(VENV_PY) -m scripts.bench_detection $(BENCH_ARGS)
 
 # The gRPC client's messages (webapp/inference/aeroguard_tfserving_pb2.py, committed).
 protos:

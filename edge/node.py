@@ -428,12 +428,13 @@ class EdgeNode:
         collector.collect(term.epoch, round_, readings, time.monotonic() + config.round_timeout)
         if not self.connected():
             raise RoundAborted("connection suspended before delivery")
-        if not readings:
+        if readings:
+            doc = build_aggregate(self.settings.group, term.epoch, round_, issued_at, readings, config)
+            self.counts.add("aggregates")
+            self.counts.add("excluded", len(doc["excluded"]))
+            self.events.write("aggregate", doc=doc)
+            self.delivery.submit(doc)
+        else:
             self.counts.add("rounds_empty")
             self.events.write("round_empty", epoch=term.epoch, round=round_)
-            return
-        doc = build_aggregate(self.settings.group, term.epoch, round_, issued_at, readings, config)
-        self.counts.add("aggregates")
-        self.counts.add("excluded", len(doc["excluded"]))
-        self.events.write("aggregate", doc=doc)
-        self.delivery.submit(doc)
+        collector.sweep(term.epoch, round_)

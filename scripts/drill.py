@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
+from kazoo.exceptions import NoNodeError
+
 from scripts.faultkit import EdgeProcess
 from scripts.faultkit import Stored
 from scripts.faultkit import all_events
@@ -201,10 +203,18 @@ class Drill:
                           "the next stored aggregate")
 
     def restart(self, edge: EdgeProcess) -> None:
+        """Start `edge` again and wait until its new process (not the old session) is registered."""
         edge.stop()
         edge.start()
-        wait_until(lambda: edge.node_id in self.zk.get_children(f"/aeroguard/groups/{GROUP}/nodes"), 30,
-                   f"{edge.node_id} registered again")
+        path = f"/aeroguard/groups/{GROUP}/nodes/{edge.node_id}"
+
+        def registered() -> bool:
+            try:
+                return json.loads(self.zk.get(path)[0]).get("pid") == edge.pid
+            except (NoNodeError, ValueError):
+                return False
+
+        wait_until(registered, 30, f"{edge.node_id} registered again")
 
     def events(self) -> list[dict]:
         return all_events(self.edges.values())
@@ -274,12 +284,16 @@ class Drill:
         for index in down:
             self.ensemble.kill_node(index)
         wait_until(lambda: time.time() > row.started + 3 * self.T, 4 * self.T, "three session timeouts")
-        repaired = time.time()
+        restarting = time.time()
         for index in down:
             self.ensemble.start_node(index)
+        # Recovery counts from the moment a quorum serves again (not from the JVMs' start).
+        wait_until(lambda: sum(self.ensemble.mode(i) in ("leader", "follower") for i in range(3)) >= 2, 60,
+                   "a ZooKeeper quorum again")
+        repaired = time.time()
         row.recovery_s = self.next_stored(repaired) - repaired
         during = [e for e in self.events() if e["kind"] in ("trigger", "delivery")
-                  and row.started + self.T < e["t"] < repaired]
+                  and row.started + self.T < e.get("sent_at", e["t"]) < restarting]
         row.extra_ok = self.leader()[1] == epoch and not during
         row.notes = f"same leader: {self.leader()[1] == epoch}; triggers/POSTs while cut off: {len(during)}"
         self.ensemble.wait_ready(60)
@@ -372,8 +386,8 @@ class Drill:
         sent = {(e["epoch"], e["round"]): e["sent_at"] for e in self.events() if e["kind"] == "delivery"}
         total, edge = [], []
         for s in self.web.recorder.stored:
-            if not any(a <= s.answered <= b for a, b in self.quiet):
-                continue
+            if not any(a <= s.doc["timestamp"] / 1000 and s.answered <= b for a, b in self.quiet):
+                continue  # triggered and stored inside a quiet stretch (not a replay after a fault)
             for r in s.doc["readings"]:
                 total.append(s.answered * 1000 - r["measured_at"])
                 if (s.doc["epoch"], s.doc["round"]) in sent:

@@ -26,6 +26,7 @@ import numpy as np
 DETECTORS = ("physical", "isolation_forest", "autoencoder", "lstm")
 WINDOW = 10
 PLAN_EPOCHS = 20
+FALSE_ALARM_RATE = 0.002  # per window, each detector alone (TrainingPlan's default)
 
 
 def parse_time(text: str) -> float:
@@ -99,7 +100,8 @@ def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str
 
 
 def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, float]], baseline_rows: int | None,
-             out: Path, name: str, seed: int = 0, epochs: int = PLAN_EPOCHS) -> dict:
+             out: Path, name: str, seed: int = 0, epochs: int = PLAN_EPOCHS,
+             false_alarm_rate: float = FALSE_ALARM_RATE) -> dict:
     """Fit on the baseline, replay the rest, write verdicts.csv, summary.json and plot.png."""
     from webapp.config import Settings
     from webapp.detection import build_panel
@@ -114,7 +116,8 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
         base[(times[:n] >= s) & (times[:n] <= e)] = np.nan
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ag-eval-") as models:
-        train_detectors(base, models, TrainingPlan(epochs=epochs, seed=seed), source=name, cli_check=False)
+        plan = TrainingPlan(epochs=epochs, seed=seed, false_alarm_rate=false_alarm_rate)
+        train_detectors(base, models, plan, source=name, cli_check=False)
         settings = Settings(models_dir=models, inference_backend="inprocess", window_size=WINDOW,
                             physical=baseline_limits(times[:n], base, WINDOW))
         rows = replay(build_panel(settings), times, values, n, name)
@@ -178,17 +181,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/eval/data"))
     parser.add_argument("--table", type=Path, help="with --suite: also write the markdown table here")
     parser.add_argument("--only", help="with --suite: only the series whose name contains this")
+    parser.add_argument("--false-alarm-rate", type=float, default=FALSE_ALARM_RATE,
+                        help="each detector's calibrated false-alarm rate per window (one value for all series)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.suite:
         from scripts.evaluate_suite import run_suite
 
-        run_suite(args.data_dir, args.out, args.table, args.only)
+        run_suite(args.data_dir, args.out, args.table, args.only, args.false_alarm_rate)
         return 0
     if not args.data or (args.windows and not args.key):
         parser.error("--data is required, and --windows needs --key")
     times, values, windows = load_series(args.data, args.value_column, args.label_column, args.windows, args.key)
-    summary = evaluate(times, values, windows, args.baseline_rows, args.out, args.key or args.data.name)
+    summary = evaluate(times, values, windows, args.baseline_rows, args.out, args.key or args.data.name,
+                       false_alarm_rate=args.false_alarm_rate)
     json.dump(summary["results"], sys.stdout, indent=1)
     print()
     return 0

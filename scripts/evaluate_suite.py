@@ -60,7 +60,8 @@ def series_list(data_dir: Path):
         yield f"simulator {kind}", f"simulator/{kind}", lambda k=kind, s=100 + i: simulator_stream(k, s)
 
 
-def run_suite(data_dir: Path, out: Path, table: Path | None = None, only: str | None = None) -> dict:
+def run_suite(data_dir: Path, out: Path, table: Path | None = None, only: str | None = None,
+              false_alarm_rate: float = 0.002) -> dict:
     """Evaluate every series; write ``suite.json`` and the markdown table."""
     from tqdm import tqdm
 
@@ -71,7 +72,7 @@ def run_suite(data_dir: Path, out: Path, table: Path | None = None, only: str | 
     for group, name, load in tqdm(everything, desc="evaluating", unit="series", file=sys.stderr):
         times, values, windows = load()
         folder = out / name.replace("/", "__").replace(":", "__")
-        summary = evaluate(times, values, windows, None, folder, name)
+        summary = evaluate(times, values, windows, None, folder, name, false_alarm_rate=false_alarm_rate)
         summary["group"] = group
         summaries.append(summary)
     totals = aggregate(summaries)

@@ -213,7 +213,8 @@ class RedisSentinelSet:
         would know the replica (and be able to fail over) only that much later.
         """
         for server in self.servers:
-            server.start()  # a no-op for one already running
+            if not server.alive():
+                server.start()
         for server in self.servers:
             server.wait_ready(timeout)
         wait_until(self.replica_in_sync, timeout, "the replica to sync with the master")
@@ -304,10 +305,9 @@ class RedisSentinelSet:
         self._signal(i, signal.SIGCONT)
 
     def _signal(self, i: int, signum: int) -> None:
-        pid = self.servers[i].pid
-        if pid is None:
+        if not self.servers[i].alive():
             raise ServerError(f"{self.servers[i].name} is not running")
-        os.kill(pid, signum)
+        os.kill(self.servers[i].pid, signum)
 
     def restart_server(self, i: int, timeout: float = 30.0) -> None:
         """Start server ``i`` again as a replica of the master the Sentinels name now."""
@@ -324,11 +324,8 @@ class RedisSentinelSet:
         for sentinel in self.sentinels:
             sentinel.stop()
         for server in self.servers:
-            if server.pid is not None:  # a paused server would ignore SIGTERM
-                try:
-                    os.kill(server.pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
+            if server.alive():  # a paused server would ignore SIGTERM
+                os.kill(server.pid, signal.SIGCONT)
         master = self.master_index_by_role()
         for i in sorted(range(2), key=lambda i: i == master):
             self.servers[i].stop()

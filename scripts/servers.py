@@ -348,6 +348,10 @@ class RedisServer:
     def log_path(self) -> Path:
         return self.base_dir / f"{self.name}.log"
 
+    def alive(self) -> bool:
+        """True while the process runs (not yet reaped, so its PID is still ours)."""
+        return self._process is not None and self._process.alive()
+
     def argv(self, paths: RedisPaths) -> list[str]:
         opts = self.options
         argv = [str(paths.server), "--bind", LOOPBACK, "--port", str(self.port), "--save", "",

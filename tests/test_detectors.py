@@ -224,3 +224,15 @@ def test_vote_quorum_is_configurable():
     unanimous = build_panel(Settings(vote_required=4, physical=limits)).judge(window)
     assert unanimous.votes == 3 and unanimous.verdict == "warning"
     assert build_panel(Settings(vote_required=3, physical=limits)).judge(window).verdict == "critical"
+
+
+def test_simulator_faults_do_what_they_say():
+    clean = TemperatureSimulator(seed=2)
+    faults = [Fault("drift", 100, 100, 4.0), Fault("stuck", 300, 50), Fault("noise", 400, 50, 20.0)]
+    sim = TemperatureSimulator(seed=2, faults=faults)
+    assert sim.read(150.0) - clean.read(150.0) == pytest.approx(2.0)
+    assert sim.read(320.0) == sim.read(349.0) == clean.clean(300.0)
+    burst = [sim.read(400.0 + i) - clean.read(400.0 + i) for i in range(50)]
+    assert np.std(burst) > 10 * clean.noise
+    with pytest.raises(ValueError, match="kind"):
+        Fault("meteor", 0, 1)

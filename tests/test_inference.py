@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from webapp.config import Settings
 from webapp.detection import build_panel
 from webapp.detection.base import Window
 from webapp.detection.manifest import load_manifest
+from webapp.detection.panel import ConcurrentPanel
 from webapp.inference import errors
 from webapp.inference import make_backend
 from webapp.inference.grpc_client import GrpcBackend
@@ -87,7 +89,8 @@ def test_clients_score_like_the_in_process_backend(standin, kind, model):
     remote = client(kind, standin)
     np.testing.assert_allclose(remote.predict(model, WINDOWS, version), expected, rtol=1e-6)
     np.testing.assert_allclose(remote.predict(model, WINDOWS), expected, rtol=1e-6)
-    assert remote.status(model) == {version: "AVAILABLE"}
+    status = remote.status(model)
+    assert status[version] == "AVAILABLE" and set(status.values()) == {"AVAILABLE"}
 
 
 @pytest.mark.parametrize("kind", ["grpc", "rest"])
@@ -189,6 +192,7 @@ def test_panel_over_the_standin_matches_in_process(standin, kind):
     remote = build_panel(Settings(serving_host="127.0.0.1", inference_backend=kind,
                                   serving_grpc_port=port, serving_rest_port=port))
     local = build_panel(Settings(inference_backend="inprocess"))
+    assert isinstance(remote, ConcurrentPanel) and not isinstance(local, ConcurrentPanel)
     window = Window(tuple(WINDOWS[1]), STAMPS)
     a, b = remote.judge(window).as_dict(), local.judge(window).as_dict()
     assert a["verdict"] == b["verdict"] and a["model_versions"] == b["model_versions"]
@@ -229,3 +233,13 @@ def test_inference_settings_come_from_the_environment():
     assert (settings.serving_host, settings.inference_backend, settings.serving_rest_port) == ("tfs", "rest", 9501)
     assert (settings.serving_grpc_port, settings.inference_timeout_s) == (9500, 0.1)
     assert (settings.breaker_failures, settings.breaker_reset_s, settings.models_dir) == (3, 2.0, "/m")
+
+
+def test_concurrent_judges_against_a_dead_server_only_abstain():
+    """Threads sharing one client while its channel fails: abstentions, never an exception."""
+    panel = build_panel(Settings(serving_host="127.0.0.1", serving_grpc_port=free_port(),
+                                 inference_timeout_s=0.2, breaker_failures=1000))
+    window = Window(tuple(WINDOWS[2]), STAMPS)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        decisions = list(pool.map(lambda _: panel.judge(window), range(40)))
+    assert all(d.degraded == ("autoencoder", "lstm") for d in decisions)

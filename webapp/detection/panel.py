@@ -8,6 +8,9 @@ threshold of the detector named by ``MODEL_NAME``. Called once per worker, after
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from webapp.config import Settings
 from webapp.detection.iforest import IsolationForestDetector
@@ -19,11 +22,42 @@ from webapp.detection.neural import AutoencoderDetector
 from webapp.detection.neural import LSTMDetector
 from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
 from webapp.detection.physical import PhysicalRule
+from webapp.detection.base import Window
 from webapp.detection.vote import Abstainer
+from webapp.detection.vote import Decision
 from webapp.detection.vote import Panel
 from webapp.detection.vote import Voter
+from webapp.detection.vote import decide
 
 log = logging.getLogger(__name__)
+
+
+class ConcurrentPanel(Panel):
+    """A panel that asks its remote detectors at the same time, so their round trips overlap.
+
+    The thread pool is created on first use in each process (never inherited across the
+    gunicorn fork); local detectors score on the calling thread meanwhile.
+    """
+
+    def __init__(self, voters, required: int, remote: frozenset[str]):
+        super().__init__(voters, required)
+        self.remote = remote
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.remote)), thread_name_prefix="panel")
+                self._pid = os.getpid()
+            return self._pool
+
+    def judge(self, window: Window) -> Decision:
+        pool = self._executor()
+        pending = {i: pool.submit(v.ballot, window) for i, v in enumerate(self.voters) if v.name in self.remote}
+        ballots = [pending[i].result() if i in pending else v.ballot(window) for i, v in enumerate(self.voters)]
+        return decide(ballots, self.required)
 
 SERVED = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}
 
@@ -64,7 +98,9 @@ def build_panel(settings: Settings, backend=None) -> Panel:
             voters.append(Abstainer(name, f"artefact unreadable: {exc}"))
             continue
         voters.append(Voter(detector, threshold))
-    return Panel(voters, settings.vote_required)
+    if getattr(backend, "kind", "inprocess") == "inprocess":
+        return Panel(voters, settings.vote_required)
+    return ConcurrentPanel(voters, settings.vote_required, frozenset(SERVED))
 
 
 def _detector(settings: Settings, entry, backend):

@@ -95,21 +95,24 @@ class GrpcBackend:
         with self._lock:
             if self._channel is None or self._pid != os.getpid():
                 # A channel inherited across fork() hangs; each worker builds its own.
-                self._channel = grpc.insecure_channel(self.target)
+                # A local subchannel pool: a replacement channel must not share the failed
+                # channel's connection (and its reconnect backoff) from gRPC's global pool.
+                self._channel = grpc.insecure_channel(self.target, options=[("grpc.use_local_subchannel_pool", 1)])
                 self._pid = os.getpid()
                 self._methods = {}
+            channel = self._channel
             method = self._methods.get(path)
             if method is None:
-                method = self._methods[path] = self._channel.unary_unary(
+                method = self._methods[path] = channel.unary_unary(
                     path, request_serializer=type(request).SerializeToString,
                     response_deserializer=response_type.FromString)
         try:
             return method(request, timeout=self.timeout_s)
+        except ValueError as exc:  # grpc: "Cannot invoke RPC on closed channel!" (close() raced us)
+            raise ServingUnavailable(f"gRPC channel to {self.target} closed: {exc}") from exc
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                # A channel that failed to connect waits out gRPC's reconnect backoff before
-                # trying again; a fresh one lets the breaker's next trial reach a restarted server.
-                self.close()
+                self._forget(channel)
             error = _ERRORS.get(exc.code(), InferenceError)
             raise error(f"gRPC {exc.code().name} from {self.target}: {exc.details()}") from exc
 
@@ -127,6 +130,15 @@ class GrpcBackend:
         request.model_spec.name = model
         response = self._call(MODEL_STATUS, request, pb.GetModelStatusResponse)
         return {s.version: pb.ModelVersionStatus.State.Name(s.state) for s in response.model_version_status}
+
+    def _forget(self, channel: grpc.Channel) -> None:
+        """Build a new channel for the next call. A channel that failed to connect waits out
+        gRPC's reconnect backoff before trying again; a fresh one lets the breaker's next trial
+        reach a restarted server. The old one is not closed here: other threads may be using
+        it, and it closes itself once garbage."""
+        with self._lock:
+            if self._channel is channel:
+                self._channel = None
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,137 @@
+"""``/detectar`` with all four detectors over a remote backend: worker RSS and latency at a fixed rate.
+
+``python -m scripts.bench_detection [--rate 200] [--seconds 20] [--backend grpc|rest]`` starts a
+private redis-server, the TF Serving stand-in and gunicorn (2 workers) on free loopback ports,
+checks that the workers judge with no detector degraded and never map TensorFlow, prints their
+RSS, then paces ``/detectar`` requests open-loop (latency counted from each request's scheduled
+time, so queueing shows) and prints p50/p99. Everything it started is stopped at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scripts.servers import RedisServer
+from scripts.servers import free_ports
+from scripts.servers import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "bench"
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Accept": "application/json", "X-API-Key": API_KEY})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def judged_fully(port: int) -> bool:
+    try:
+        status, body = get(port, "/detectar?dato=20.0&sensor=warmup")
+    except OSError:
+        return False
+    return status in (200, 201) and not json.loads(body)["degraded"]
+
+
+def paced(port: int, rate: float, seconds: float, clients: int = 16) -> np.ndarray:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    total = int(rate * seconds)
+    start = time.perf_counter() + 0.2
+
+    def run(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for k in range(offset, total, clients):
+            due = start + k / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            conn.request("GET", f"/detectar?dato={20 + 0.01 * (k % 7)}&sensor=b{k % 4}",
+                         headers={"Accept": "application/json", "X-API-Key": API_KEY})
+            conn.getresponse().read()
+            with lock:
+                latencies.append((time.perf_counter() - due) * 1000.0)
+        conn.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return np.array(latencies)
+
+
+def worker_rss(master_pid: int) -> list[tuple[int, float, bool]]:
+    pids = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
+    out = []
+    for pid in map(int, pids):
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss = int(status.split("VmRSS:")[1].split()[0]) / 1024
+        out.append((pid, rss, "libtensorflow" in Path(f"/proc/{pid}/maps").read_text()))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--backend", choices=("grpc", "rest"), default="grpc")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    grpc_port, rest_port, redis_port, web_port = free_ports(4)
+    env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    with tempfile.TemporaryDirectory(prefix="ag-bench-") as tmp:
+        redis_server = RedisServer(Path(tmp) / "redis", redis_port)
+        redis_server.start()
+        processes = []
+        try:
+            redis_server.wait_ready(30)
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "scripts.tfserving_standin", "--port", str(grpc_port),
+                 "--rest_api_port", str(rest_port)], cwd=ROOT, env=env,
+                stdout=open(Path(tmp) / "standin.log", "w"), stderr=subprocess.STDOUT))
+            web_env = dict(env, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", SERVING_HOST="127.0.0.1",
+                           SERVING_GRPC_PORT=str(grpc_port), SERVING_REST_PORT=str(rest_port),
+                           INFERENCE_BACKEND=args.backend, AEROGUARD_ENV="local", API_KEYS=API_KEY)
+            web = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{web_port}", "--workers", str(args.workers),
+                 "webapp:create_app()"], cwd=ROOT, env=web_env,
+                stdout=open(Path(tmp) / "web.log", "w"), stderr=subprocess.STDOUT)
+            processes.append(web)
+            try:
+                wait_until(lambda: judged_fully(web_port), 180, "/detectar with no detector degraded")
+            except Exception:
+                for log in ("standin.log", "web.log"):
+                    print(f"--- {log}", (Path(tmp) / log).read_text()[-2000:], file=sys.stderr)
+                raise
+            for _ in range(20):
+                get(web_port, "/detectar?dato=20.0&sensor=warmup")
+            for pid, rss, tf in worker_rss(web.pid):
+                print(f"worker {pid}: RSS {rss:.1f} MiB, TensorFlow mapped: {tf}")
+            lat = paced(web_port, args.rate, args.seconds)
+            print(f"/detectar over {args.backend} at {args.rate:.0f} req/s for {args.seconds:.0f} s: n={len(lat)} "
+                  f"p50={np.percentile(lat, 50):.2f} ms p99={np.percentile(lat, 99):.2f} ms max={lat.max():.1f} ms")
+        finally:
+            for process in reversed(processes):
+                process.terminate()
+                process.wait(timeout=15)
+            redis_server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
