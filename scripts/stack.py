@@ -54,13 +54,18 @@ class StackConfig:
     web_port: int = 8000
     web_workers: int = 2
     web_app: str = "webapp:create_app()"
-    services: tuple[str, ...] = ("zookeeper", "redis", "web")
+    edge_nodes: int = 3
+    edge_group: str = "boiler-1"
+    edge_period_s: float = 1.0
+    scenario: str = ""
+    services: tuple[str, ...] = ("zookeeper", "redis", "web", "edge")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], state_dir: Path | None = None) -> StackConfig:
         """Read ``AEROGUARD_RUN_DIR``, ``ZK_PORTS``, ``ZK_PEER_PORTS``, ``ZK_ELECTION_PORTS``,
         ``REDIS_PORT``, ``REDIS`` (``single`` or ``sentinel``), ``REDIS_REPLICA_PORT``,
-        ``SENTINEL_PORTS``, ``WEB_PORT``, ``WEB_WORKERS``, ``WEB_APP``, ``STACK_SERVICES``.
+        ``SENTINEL_PORTS``, ``WEB_PORT``, ``WEB_WORKERS``, ``WEB_APP``, ``EDGE_NODES``,
+        ``EDGE_GROUP``, ``EDGE_PERIOD_S``, ``SCENARIO`` (``fault``), ``STACK_SERVICES``.
 
         >>> config = StackConfig.from_env({"WEB_PORT": "9000", "ZK_PORTS": "1,2,3"}, Path("/x"))
         >>> config.web_port, config.zk_ports, config.redis_port, str(config.stack_file)
@@ -83,6 +88,10 @@ class StackConfig:
             web_port=int(env.get("WEB_PORT") or d.web_port),
             web_workers=int(env.get("WEB_WORKERS") or d.web_workers),
             web_app=env.get("WEB_APP") or d.web_app,
+            edge_nodes=int(env.get("EDGE_NODES") or d.edge_nodes),
+            edge_group=env.get("EDGE_GROUP") or d.edge_group,
+            edge_period_s=float(env.get("EDGE_PERIOD_S") or d.edge_period_s),
+            scenario=env.get("SCENARIO") or d.scenario,
             services=tuple(env["STACK_SERVICES"].split(",")) if env.get("STACK_SERVICES") else d.services,
         )
 
@@ -297,6 +306,35 @@ def web_service(config: StackConfig, env: Mapping[str, str]) -> CommandService:
     return service
 
 
+# SCENARIO=fault: a minute after start every node sees a real 60 °C excursion of the process
+# for 15 s (a critical anomaly the detectors should agree on), and the last node's sensor
+# turns noisy (a sensor fault the leader's fusion excludes and reports).
+FAULT_SCENARIO = {"all": "spike:60:15:60", "last": "noise:90:120:25"}
+
+
+def edge_service(config: StackConfig, env: Mapping[str, str]) -> ServiceGroup:
+    """``EDGE_NODES`` edge nodes of one group, simulated sensors, delivering to the web tier."""
+    members = []
+    for n in range(1, config.edge_nodes + 1):
+        faults = []
+        if config.scenario == "fault":
+            faults.append(FAULT_SCENARIO["all"])
+            if n == config.edge_nodes:
+                faults.append(FAULT_SCENARIO["last"])
+        elif config.scenario:
+            raise ServerError(f"SCENARIO must be fault or empty, not {config.scenario!r}")
+        source = "sim:" + ("faults=" + "|".join(faults) if faults else "")
+        home = config.state_dir / f"edge-{n}"
+        home.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "edge", "--group", config.edge_group, "--node-id", f"n{n}",
+                "--zk", env["ZK_HOSTS"], "--source", source, "--period", str(config.edge_period_s),
+                "--api-urls", env["API_URLS"], "--spool-dir", str(home / "spool"),
+                "--event-log", str(home / "events.jsonl")]
+        members.append(CommandService(f"edge-{n}", argv, env, config.log_dir / f"edge-{n}.log", {}, "",
+                                      ready_timeout=30.0))
+    return ServiceGroup("edge", members)
+
+
 # The stack, in start order. A builder gets the config and the environment exported by the
 # services before it, and returns a `Service` whose records() already name its ports (they
 # are checked free before anything starts). Add a service by appending (name, builder).
@@ -304,6 +342,7 @@ SERVICES: list[tuple[str, Callable[[StackConfig, Mapping[str, str]], Service]]] 
     ("zookeeper", ZooKeeperService),
     ("redis", redis_service),
     ("web", web_service),
+    ("edge", edge_service),
 ]
 
 
