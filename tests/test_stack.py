@@ -19,7 +19,7 @@ from scripts.servers import wait_until
 from scripts.stack import CommandService
 from scripts.stack import ServiceGroup
 
-ALL_SERVICES = ["zookeeper-1", "zookeeper-2", "zookeeper-3", "redis", "web"]
+ALL_SERVICES = ["zookeeper-1", "zookeeper-2", "zookeeper-3", "redis", "web", "edge-1", "edge-2", "edge-3"]
 
 
 @pytest.fixture
@@ -62,6 +62,20 @@ def test_up_records_each_service_and_down_stops_exactly_those(stack_env, stack_d
     with urllib.request.urlopen(by_name["web"]["url"] + "/healthz", timeout=5) as response:
         assert response.status == 200
     assert load(stack_env)["env"]["ZK_HOSTS"].count("127.0.0.1:") == 3
+
+    def cluster() -> dict:
+        with urllib.request.urlopen(by_name["web"]["url"] + "/api/v1/cluster", timeout=5) as response:
+            return json.load(response)["groups"].get("boiler-1", {})
+
+    live = wait_until(lambda: len(cluster().get("live_nodes", [])) == 3 and cluster(), 30, "3 live edge nodes")
+    assert {n["pid"] for n in live["live_nodes"]} == {by_name[f"edge-{i}"]["pid"] for i in (1, 2, 3)}
+
+    def stored() -> int:
+        url = by_name["web"]["url"] + "/listar?sensor=boiler-1"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)["count"]
+
+    wait_until(lambda: stored() >= 2, 30, "the edge group's aggregates stored by the web tier")
 
     again = stack(stack_env, "up")
     assert again.returncode == 0
