@@ -22,6 +22,9 @@ _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$
 _JSON = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
+_KEY = [{"apiKey": []}]
+
+
 def _answers(ok: int, *errors: int) -> dict:
     return {str(ok): _JSON, **{str(code): _ERROR for code in errors}}
 
@@ -31,7 +34,7 @@ SPEC = {
     "info": {"title": "AeroGuard", "version": "1.0.0",
              "description": "Readings, verdicts of the M-of-N detector vote, and the edge cluster."},
     "paths": {
-        "/nuevo": {"get": {"summary": "Store one reading", "parameters": [_DATO, _SENSOR],
+        "/nuevo": {"get": {"summary": "Store one reading", "parameters": [_DATO, _SENSOR], "security": _KEY,
                            "responses": _answers(201, 400, 401, 403, 503)}},
         "/listar": {"get": {"summary": "Readings in time order",
                             "parameters": [_SENSOR, _COUNT,
@@ -39,9 +42,10 @@ SPEC = {
                                            {"name": "to", "in": "query", "schema": _MS}],
                             "responses": _answers(200, 400, 503)}},
         "/detectar": {"get": {"summary": "Store a reading and judge its window", "parameters": [_DATO, _SENSOR],
+                              "security": _KEY,
                               "responses": _answers(201, 400, 401, 403, 503)}},
         "/api/v1/readings": {"post": {
-            "summary": "Edge aggregates (one or a list); idempotent by group:epoch:round",
+            "summary": "Edge aggregates (one or a list); idempotent by group:epoch:round", "security": _KEY,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "oneOf": [{"$ref": "#/components/schemas/Aggregate"},
                           {"type": "array", "minItems": 1, "maxItems": 100,
@@ -54,7 +58,9 @@ SPEC = {
                                       "responses": _answers(200, 400, 503)}},
         "/api/v1/cluster": {"get": {"summary": "Edge groups, leaders, epochs, nodes, config",
                                     "responses": _answers(200, 503)}},
-        "/api/v1/config": {"put": {"summary": "Change the cluster configuration (hot)",
+        "/api/v1/config": {"put": {"summary": "Change the cluster configuration (hot), or one group's", "security": _KEY,
+                                   "parameters": [{"name": "group", "in": "query", "required": False,
+                                                   "schema": {"type": "string", "pattern": f"^{SENSOR_PATTERN}$"}}],
                                    "requestBody": {"required": True,
                                                    "content": {"application/json": {"schema": {"type": "object"}}}},
                                    "responses": _answers(200, 400, 401, 403, 503)}},
