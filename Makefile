@@ -10,13 +10,14 @@ VENV_PY := .venv/bin/python
 ANY_PY := $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run up status down test bench fuzz soak backup restore clean distclean train evaluate protos standin
+.PHONY: help setup run up status down drill test bench fuzz soak backup restore clean distclean train evaluate protos standin
 
 help:
 	@echo "make setup   install everything (venv, zookeeper, libssl1.1 for Redis Stack)"
 	@echo "make run     the local stack in the foreground until Ctrl-C (sets up first)"
 	@echo "make test    the whole test suite against real servers (sets up first)"
 	@echo "make up | status | down   the local stack, detached (.run/stack.json)"
+	@echo "make drill   the edge fault drill against the \`make up\` stack (started if none runs): table of recovery and invariants"
 	@echo "make bench   benchmarks against a fresh local stack"
 	@echo "make fuzz    10,000 hostile requests against a private stack: no 5xx, rejections store nothing"
 	@echo "make soak MINUTES=60   steady load on a private stack; errors, latency, RSS, memory (out/soak)"
@@ -42,11 +43,16 @@ status:
 down:
 	@$(ANY_PY) -m scripts.stack down
 
+# DRILL_ARGS="--faults leader_kill9,reconfig --json out/drill.json"; --own-stack for a private stack.
+drill: setup
+	$(VENV_PY) -m scripts.drill $(DRILL_ARGS)
+
 test: setup
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(VENV_PY) -m scripts.bench $(BENCH_ARGS)
+	$(VENV_PY) -m scripts.bench_detection $(BENCH_DETECTION_ARGS)
 
 fuzz: setup
 	$(VENV_PY) -m scripts.fuzz --requests $(or $(REQUESTS),10000) $(FUZZ_ARGS)

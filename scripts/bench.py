@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -35,11 +36,20 @@ TARGETS = {"nuevo_rps": 3000.0, "detectar_p99_ms": 10.0, "history_ratio": 1.10}
 
 
 def start_stack(state_dir: Path, workers: int) -> tuple[list, str, int]:
+    """ZooKeeper, Redis and the web tier (no edge nodes: their traffic would blur the figures).
+
+    The learned detectors are left out (their manifest folder is empty), so ``/detectar``
+    measures the web tier, storage and the physical rule; ``scripts.bench_detection`` measures
+    the full panel over gRPC to the TF Serving stand-in.
+    """
     ports = free_ports(11)
     config = StackConfig(state_dir=state_dir, zk_ports=tuple(ports[0:3]), zk_peer_ports=tuple(ports[3:6]),
                          zk_election_ports=tuple(ports[6:9]), redis_port=ports[9], web_port=ports[10],
-                         web_workers=workers)
+                         web_workers=workers, services=("zookeeper", "redis", "web"))
     config.log_dir.mkdir(parents=True, exist_ok=True)
+    empty_models = state_dir / "no-models"
+    empty_models.mkdir()
+    os.environ["MODELS_DIR"] = str(empty_models)
     services, _ = start_services(config)
     return services, f"127.0.0.1:{config.web_port}", config.redis_port
 
