@@ -32,15 +32,20 @@ def _sensor() -> str:
     return sensor_id(request.args.get("sensor", _ext("settings").default_sensor))
 
 
+def _store_reading(source: str) -> tuple[str, float, int]:
+    """Check the key, parse ``sensor`` and ``dato``, store the reading: (sensor, value, timestamp)."""
+    check_api_key(_ext("settings"), required=False)
+    sensor, value = _sensor(), parse_value(request.args.get("dato"))
+    stored = _ext("store").append_reading(sensor, _now_ms(), value)
+    metrics.READINGS_STORED.labels(source).inc()
+    return sensor, value, stored.timestamp
+
+
 @bp.get("/nuevo")
 def nuevo():
     """Store one reading: ``/nuevo?dato=21.5[&sensor=id]``."""
-    settings = _ext("settings")
-    check_api_key(settings, required=False)
-    sensor, value = _sensor(), parse_value(request.args.get("dato"))
-    stored = _ext("store").append_reading(sensor, _now_ms(), value)
-    metrics.READINGS_STORED.labels("nuevo").inc()
-    return respond({"sensor": sensor, "timestamp": stored.timestamp, "value": value}, 201)
+    sensor, value, timestamp = _store_reading("nuevo")
+    return respond({"sensor": sensor, "timestamp": timestamp, "value": value}, 201)
 
 
 @bp.get("/listar")
@@ -66,14 +71,10 @@ def listar():
 @bp.get("/detectar")
 def detectar():
     """Store a reading, then judge the window of the newest readings ending with it."""
-    settings = _ext("settings")
-    check_api_key(settings, required=False)
-    sensor, value = _sensor(), parse_value(request.args.get("dato"))
-    stored = _ext("store").append_reading(sensor, _now_ms(), value)
-    metrics.READINGS_STORED.labels("detectar").inc()
-    window, decision = judge_newest(_ext("store"), _ext("panel"), sensor, stored.timestamp, settings.window_size,
+    sensor, value, timestamp = _store_reading("detectar")
+    window, decision = judge_newest(_ext("store"), _ext("panel"), sensor, timestamp, _ext("settings").window_size,
                                     _ext("incidents"))
-    body = {"sensor": sensor, "timestamp": stored.timestamp, "value": value,
+    body = {"sensor": sensor, "timestamp": timestamp, "value": value,
             "window": list(window.values), **decision.as_dict()}
     return respond(body, 201, template="detectar.html")
 
