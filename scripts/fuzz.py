@@ -6,8 +6,8 @@ content types, plus valid readings and aggregates so acceptance is exercised too
 two promises after each one: no answer is a 5xx, and a rejected request (4xx) leaves Redis as
 it was: the same keys under the prefix, each time series with the same sample count, each
 stream, hash and string unchanged. Only accepted requests may add. Without ``--url`` it
-starts its own local stack on free ports (ZooKeeper, Redis, web under gunicorn) and stops it
-after. Exit status 1 on any violation.
+starts its own local stack on free ports (ZooKeeper, Redis, web under gunicorn; no edge nodes, whose
+writes would blur the check) and stops it after. Exit status 1 on any violation.
 
     python -m scripts.fuzz --requests 10000 --seed 1
 """
@@ -17,6 +17,7 @@ import argparse
 import http.client
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -279,7 +280,8 @@ def start_stack(state_dir: Path, workers: int) -> tuple[list, str, int]:
     ports = free_ports(11)
     config = StackConfig(state_dir=state_dir, zk_ports=tuple(ports[0:3]), zk_peer_ports=tuple(ports[3:6]),
                          zk_election_ports=tuple(ports[6:9]), redis_port=ports[9], web_port=ports[10],
-                         web_workers=workers)
+                         web_workers=workers, services=("zookeeper", "redis", "web"))
+    # No edge nodes: their aggregates would change Redis between a rejected request and the check.
     config.log_dir.mkdir(parents=True, exist_ok=True)
     services, exports = start_services(config)
     return services, exports["WEB_URL"], config.redis_port
@@ -296,12 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     services: list = []
+    report = None
     try:
         if args.url:
             url, redis_url = args.url, args.redis_url
         else:
             print("==> starting a private stack on free ports", flush=True)
-            services, url, redis_port = start_stack(Path(tempfile.mkdtemp(prefix="aeroguard-fuzz-")), args.workers)
+            state_dir = Path(tempfile.mkdtemp(prefix="aeroguard-fuzz-"))
+            services, url, redis_port = start_stack(state_dir, args.workers)
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         print(f"==> {args.requests} requests (seed {args.seed}) against {url}", flush=True)
@@ -311,6 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if services:
             from scripts.stack import stop_services
             stop_services(services)
+            if report is not None and not report.violations:
+                shutil.rmtree(state_dir, ignore_errors=True)
+            else:
+                print(f"stack logs kept in {state_dir / 'logs'}")
     print(report.summary())
     for violation in report.violations[:20]:
         print(f"  VIOLATION {violation}")

@@ -15,6 +15,7 @@ import argparse
 import http.client
 import json
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -194,7 +195,7 @@ def soak(minutes: float, rate: float, warmup_s: float, redis_mode: str) -> dict:
     config.log_dir.mkdir(parents=True, exist_ok=True)
     has_edge = any(name.startswith("edge") for name in config.services)
     print(f"==> stack in {config.state_dir}; services {', '.join(config.services)}"
-          + ("" if has_edge else " (no edge service in the launcher yet: soak without edge nodes)"), flush=True)
+          + ("" if has_edge else " (no edge service in the launcher: soak without edge nodes)"), flush=True)
     services, _ = start_services(config)
     load = Load("127.0.0.1", config.web_port, rate)
     samples: list[dict] = []
@@ -222,6 +223,10 @@ def soak(minutes: float, rate: float, warmup_s: float, redis_mode: str) -> dict:
     finally:
         load.stop.set()
         stop_services(services)
+    if load.errors:
+        print(f"  errors: the stack's logs are kept in {config.state_dir / 'logs'}")
+    else:
+        shutil.rmtree(config.state_dir, ignore_errors=True)
     took = [t for _, t, _ in load.latencies]
     warm = next((s for s in samples if s["t"] - samples[0]["t"] >= warmup_s), samples[-1])
     warm_at = load_started + warmup_s

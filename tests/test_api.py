@@ -8,6 +8,9 @@ import pytest
 
 from conftest import snapshot
 from webapp import create_app
+from webapp.detection.base import Detector
+from webapp.detection.base import Window
+from webapp.detection.vote import Voter
 
 NOW_MS = time.time_ns() // 1_000_000
 
@@ -184,6 +187,8 @@ BAD_QUERIES = [
     ("/detectar?dato=nan", "NaN to detectar"),
     ("/detectar", "missing dato to detectar"),
     ("/detectar?dato=1e999&sensor=x", "inf to detectar"),
+    ("/detectar?dato=1e308&sensor=x", "finite but beyond any sensor"),
+    ("/nuevo?dato=-2e9", "below any sensor"),
     ("/listar?count=0", "count zero"),
     ("/listar?count=abc", "count not a number"),
     ("/listar?count=100000000", "count over the limit"),
@@ -222,6 +227,7 @@ BAD_BODIES = [
     (json.dumps(aggregate(value=float("nan"))), "value NaN"),
     (json.dumps(aggregate(value=float("inf"))), "value inf"),
     ('{"group": "g", "epoch": 1, "round": 1, "timestamp": 1, "value": 1e999}', "value 1e999"),
+    (json.dumps(aggregate(value=1e308)), "value 1e308"),
     (json.dumps(aggregate(group="bad group")), "bad group id"),
     (json.dumps(aggregate(group=["g"])), "group as list"),
     (json.dumps(aggregate(timestamp=NOW_MS + 3_600_000)), "timestamp an hour ahead"),
@@ -291,3 +297,14 @@ def test_redis_down_answers_503_and_readyz_says_so(settings, make_redis_server):
     assert ready.status_code == 503 and ready.json["checks"]["redis"] != "ok"
     assert client.get("/healthz").status_code == 200
     app.extensions["redis"].close()
+
+
+def test_a_detector_with_a_non_finite_score_abstains():
+    class Overflowing(Detector):
+        name = "overflowing"
+
+        def score_one(self, window):
+            return float("inf")
+
+    ballot = Voter(Overflowing(), 1.0).ballot(Window((1.0,), (0,)))
+    assert ballot.vote is None and ballot.reason == "score is not finite"

@@ -18,6 +18,9 @@ _SENSOR = re.compile(SENSOR_PATTERN)
 # all of which Python's float() would accept.
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
 _MAX_NUMBER_CHARS = 64
+# No physical sensor reads beyond this; larger finite numbers (1e308) would overflow the
+# float32 arithmetic of the models and are refused like infinities.
+MAX_ABS_VALUE = 1e9
 _MAX_INT = 2**62
 
 
@@ -48,6 +51,8 @@ def finite(value: object, name: str) -> float:
         raise BadInput(f"{name} must be a finite number") from None
     if not math.isfinite(number):
         raise BadInput(f"{name} must be a finite number")
+    if abs(number) > MAX_ABS_VALUE:
+        raise BadInput(f"{name} must be within ±{MAX_ABS_VALUE:g}")
     return number
 
 

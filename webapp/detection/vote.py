@@ -7,6 +7,7 @@ decision names it in ``degraded``. Abstentions never count as votes either way.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -57,6 +58,8 @@ class Voter:
             score = float(self.detector.score_one(window))
         except DetectorUnavailable as exc:
             return Ballot(self.name, None, threshold=self.threshold, reason=str(exc))
+        if not math.isfinite(score):
+            return Ballot(self.name, None, threshold=self.threshold, reason="score is not finite")
         return Ballot(self.name, score > self.threshold, score, self.threshold, self.detector.version)
 
     def state(self) -> str:
