@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     services, host, redis_port = start_stack(state, args.workers)
     results: dict = {}
     try:
-        print(f"==> /nuevo, wrk {args.connections} connections, {args.seconds} s", flush=True)
+        print(f"==> /nuevo, wrk {args.connections} connections, {args.seconds} s (after 2 s of warm-up)", flush=True)
+        wrk(f"http://{host}/nuevo?dato=21.5&sensor=bench-warmup", 2, args.connections, 2)
         results["nuevo"] = wrk(f"http://{host}/nuevo?dato=21.5&sensor=bench-nuevo", args.seconds, args.connections, 2)
         print(f"==> /detectar at {args.rate:.0f} req/s, {args.seconds} s", flush=True)
         results["detectar"] = paced(host, lambda c, n: f"/detectar?dato={20 + (n % 10) / 10}&sensor=bench-det-{c}",
