@@ -1,9 +1,13 @@
 """Tools shared by the fault drill (`scripts.drill`) and the edge fault tests.
 
-`EdgeProcess` runs one ``python -m edge`` with an event log; `BlackHoleProxy` forwards a TCP
-port until told to swallow traffic (a network partition without root); `check_invariants`
-verifies RELIABILITY.md's I1-I6 over what the web tier stored and the nodes' event logs;
-`leader_of` and `set_config` read and write the znodes a drill needs.
+`EdgeProcess` runs one ``python -m edge`` with an event log; `RecordedProcess` drives one
+process of a running ``make up`` stack (from its stack.json record; `RecordedEdge`,
+`RecordedEnsemble` and `RecordedWeb` are its edge nodes, ZooKeeper and web tier, restarted through
+`scripts.stack.restart`); `EventTail` reads a node's
+event log incrementally and `DeliveryLog` rebuilds from those logs what the web tier stored;
+`BlackHoleProxy` forwards a TCP port until told to swallow traffic (a network partition
+without root); `check_invariants` verifies RELIABILITY.md's I1-I6 over what the web tier stored
+and the nodes' event logs; `leader_of` and `set_config` read and write the znodes a drill needs.
 """
 from __future__ import annotations
 
@@ -17,11 +21,18 @@ import threading
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from typing import Callable
 
 from edge.events import read_events
 from edge.fusion import fuse
+from scripts import stack as stack_launcher
 from scripts.servers import ROOT
+from scripts.servers import ServerTimeout
 from scripts.servers import free_port
+from scripts.servers import pid_alive
+from scripts.servers import process_start_time
+from scripts.servers import stop_pid
+from scripts.servers import wait_until
 
 
 @dataclass
@@ -97,6 +108,202 @@ class EdgeProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+
+
+class RecordedProcess:
+    """One process of a running stack, known by its stack.json record (it is not our child).
+
+    `start` calls `restart` (``scripts.stack.restart``: the same command line) and adopts the
+    new record. Every signal is sent only while the recorded PID is still the process the
+    launcher started (same start time), never to a reused PID.
+    """
+
+    def __init__(self, rec: dict, restart: Callable[[str], dict]) -> None:
+        self.name = rec["name"]
+        self.rec = rec
+        self._restart = restart
+
+    @property
+    def pid(self) -> int:
+        return self.rec["pid"]
+
+    def alive(self) -> bool:
+        pid = self.rec.get("pid")
+        return bool(pid) and pid_alive(pid) and process_start_time(pid) == self.rec.get("start_time")
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL (a crash), and wait until it is gone."""
+        self.signal(signal.SIGKILL)
+        self._wait_gone(5.0)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGCONT + SIGTERM (a planned stop), SIGKILL after `timeout`."""
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self._wait_gone(timeout)
+        except ServerTimeout:
+            self.kill()
+
+    def start(self) -> RecordedProcess:
+        self.rec = self._restart(self.name)
+        return self
+
+    def _wait_gone(self, timeout: float) -> None:
+        wait_until(lambda: not self.alive(), timeout, f"{self.name} (pid {self.pid}) to exit")
+        try:
+            os.waitpid(self.pid, os.WNOHANG)  # reap it if it was our child (restarted by us)
+        except ChildProcessError:
+            pass
+
+
+class EventTail:
+    """The events a node wrote to its event log after `since` (epoch seconds), read incrementally.
+
+    Reading starts at the end of the file as it is now (the last complete line), so a long-running
+    stack's history is never parsed; a line still being written is read once it is complete.
+    """
+
+    def __init__(self, path: Path, since: float) -> None:
+        self.path = Path(path)
+        self.since = since
+        self._events: list[dict] = []
+        self._offset = 0
+        if self.path.exists():
+            with open(self.path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - 65536))
+                tail = handle.read()
+            self._offset = size - len(tail) + tail.rfind(b"\n") + 1
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        self._read()
+        return [e for e in self._events if kind is None or e["kind"] == kind]
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        for line in data[:end].splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill -9
+            if event.get("t", 0) >= self.since:
+                self._events.append(event)
+
+
+class DeliveryLog:
+    """What the web tier stored, rebuilt from the edges' event logs (for a stack we did not start).
+
+    An aggregate counts as stored when a node's POST of it was answered 201 (or 200 when the
+    201's answer was lost and the retry found it stored): `Stored.arrived` is when that POST was
+    sent, `answered` when its answer came back. Same interface as the drill's in-process `Recorder`.
+    """
+
+    def __init__(self, sources: list) -> None:
+        self.sources = sources  # objects with events(): growing lists, read incrementally here
+        self._seen = [0] * len(sources)
+        self._docs: dict[tuple, dict] = {}
+        self._answers: dict[tuple, dict] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def stored(self) -> list[Stored]:
+        with self._lock:
+            for i, source in enumerate(self.sources):
+                events = source.events()
+                for e in events[self._seen[i]:]:
+                    if e["kind"] == "aggregate":
+                        doc = e["doc"]
+                        self._docs[(doc["group"], doc["epoch"], doc["round"])] = doc
+                    elif e["kind"] == "delivery" and e.get("code") in (200, 201):
+                        key = (e["group"], e["epoch"], e["round"])
+                        known = self._answers.get(key)
+                        if known is None or (known["code"] != 201 and e["code"] == 201):
+                            self._answers[key] = e  # the 201 when there was one
+                self._seen[i] = len(events)
+            stored = [Stored(":".join(map(str, key)), self._docs[key], e["sent_at"], e["t"])
+                      for key, e in self._answers.items() if key in self._docs]
+        return sorted(stored, key=lambda s: s.arrived)
+
+    def after(self, t: float) -> list[Stored]:
+        """Aggregates answered after `t`, in the order they were sent."""
+        return [s for s in self.stored if s.answered > t]
+
+
+class RecordedEdge(RecordedProcess):
+    """An edge node of the running stack: its record, node id and event log."""
+
+    def __init__(self, config: stack_launcher.StackConfig, rec: dict, node_id: str, tail: EventTail) -> None:
+        super().__init__(rec, lambda name: stack_launcher.restart(config, name))
+        self.node_id = node_id
+        self.tail = tail
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        return self.tail.events(kind)
+
+
+class RecordedEnsemble:
+    """The running stack's ZooKeeper nodes: killed by their recorded PID, restarted by `scripts.stack.restart`."""
+
+    def __init__(self, config: stack_launcher.StackConfig, stack: dict) -> None:
+        self.config = config
+        self.ensemble = stack_launcher.zookeeper_ensemble(stack)
+        self.nodes = [RecordedProcess(rec, self._restart) for rec in stack["services"]
+                      if rec["name"].startswith("zookeeper-")]
+        self.nodes.sort(key=lambda node: int(node.name.rsplit("-", 1)[1]))
+
+    def _restart(self, name: str) -> dict:
+        return stack_launcher.restart(self.config, name)
+
+    @property
+    def hosts(self) -> str:
+        return self.ensemble.hosts
+
+    def mode(self, i: int) -> str | None:
+        return self.ensemble.mode(i)
+
+    def leader(self) -> int | None:
+        return self.ensemble.leader()
+
+    def kill_node(self, i: int) -> None:
+        self.nodes[i].kill()
+
+    def start_node(self, i: int) -> None:
+        if not self.nodes[i].alive():
+            self.nodes[i].start()
+
+    def wait_ready(self, timeout: float) -> None:
+        wait_until(lambda: all(self.mode(i) in ("leader", "follower") for i in range(len(self.nodes))), timeout,
+                   f"ZooKeeper {self.hosts} to serve on every node", interval=0.1)
+
+
+class RecordedWeb:
+    """The running stack's web tier (gunicorn): stopped by its PID, restarted by `scripts.stack.restart`."""
+
+    def __init__(self, config: stack_launcher.StackConfig, rec: dict) -> None:
+        self.config = config
+        self.process = RecordedProcess(rec, lambda name: stack_launcher.restart(config, name))
+        self.url = rec["url"]
+
+    def stop(self) -> None:
+        if self.process.alive():
+            stop_pid(self.process.pid)
+
+    def start(self) -> None:
+        if not self.process.alive():
+            self.process.start()
+        wait_until(lambda: stack_launcher.http_ok(f"{self.url}/healthz"), 120, "the web tier to answer /healthz", 0.2)
 
 
 # --- a black-hole TCP proxy --------------------------------------------------------------------

@@ -6,8 +6,10 @@ RedisTimeSeries (or, with ``REDIS=sentinel``, a master, a replica and 3 Sentinel
 ``stack.json``) under ``.run/``. Each service is one entry of `SERVICES`: a builder taking the
 `StackConfig` and the environment exported by the services before it (``ZK_HOSTS``,
 ``REDIS_URL``, ...) and returning an object with ``start``/``wait_ready``/``stop``/``records``/
-``exports``. ``up`` records every process (name, pid, ports, URL) in ``stack.json``; ``down``
-stops exactly those PIDs; ``run`` is ``up`` in the foreground until Ctrl-C or SIGTERM.
+``exports``. ``up`` records every process (name, pid, ports, URL, and the command line of the
+ones `restart` can start again) in ``stack.json``; ``down`` stops exactly those PIDs; ``run`` is
+``up`` in the foreground until Ctrl-C or SIGTERM. The fault drill (`scripts.drill`) kills and
+`restart`s recorded processes, and keeps ``stack.json`` current.
 """
 from __future__ import annotations
 
@@ -117,10 +119,19 @@ class Service(Protocol):
     def exports(self) -> dict[str, str]: ...
 
 
-def record(name: str, pid: int | None, ports: dict[str, int], url: str, log: Path) -> dict:
-    """One stack.json entry; ``start_time`` lets ``down`` tell our PID from a reused one."""
+def record(name: str, pid: int | None, ports: dict[str, int], url: str, log: Path,
+           command: Mapping | None = None) -> dict:
+    """One stack.json entry; ``start_time`` lets ``down`` tell our PID from a reused one.
+
+    `command` (``argv``, ``cwd``, ``extra_env``: the variables the launcher set for this
+    process only, never secrets) lets `restart` start the same command again; the rest of
+    the environment is rebuilt as `build_services` builds it, so stack.json holds no secrets.
+    """
     return {"name": name, "pid": pid, "start_time": process_start_time(pid) if pid else None,
-            "ports": ports, "url": url, "log": str(log)}
+            "ports": ports, "url": url, "log": str(log), **(command or {})}
+
+
+ZK_TICK_MS = 500
 
 
 class ZooKeeperService:
@@ -132,7 +143,7 @@ class ZooKeeperService:
     def __init__(self, config: StackConfig, env: Mapping[str, str]) -> None:
         quorum = list(zip(config.zk_peer_ports, config.zk_election_ports))
         self.ensemble = ZooKeeperEnsemble(config.state_dir / "zookeeper", config.zk_ports,
-                                          tick_ms=500, quorum_ports=quorum)
+                                          tick_ms=ZK_TICK_MS, quorum_ports=quorum)
 
     def start(self) -> None:
         self.ensemble.start()
@@ -235,9 +246,10 @@ class CommandService:
 
     def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path,
                  ports: dict[str, int], url: str = "", health_url: str = "",
-                 ready_timeout: float = 60.0) -> None:
+                 ready_timeout: float = 60.0, extra_env: Mapping[str, str] | None = None) -> None:
         self.name = name
-        self.process = ServerProcess(name, argv, log, env=env, cwd=ROOT)
+        self.extra_env = dict(extra_env or {})  # recorded in stack.json: never put a secret here
+        self.process = ServerProcess(name, argv, log, env={**env, **self.extra_env}, cwd=ROOT)
         self.ports, self.url, self.health_url = ports, url, health_url
         self.ready_timeout = ready_timeout
         self.exported: dict[str, str] = {}  # environment later services get from this one
@@ -256,7 +268,8 @@ class CommandService:
         self.process.stop()
 
     def records(self) -> list[dict]:
-        return [record(self.process.name, self.process.pid, self.ports, self.url, self.process.log_path)]
+        command = {"argv": self.process.argv, "cwd": str(ROOT), "extra_env": self.extra_env}
+        return [record(self.process.name, self.process.pid, self.ports, self.url, self.process.log_path, command)]
 
     def exports(self) -> dict[str, str]:
         return dict(self.exported)
@@ -298,10 +311,11 @@ def web_service(config: StackConfig, env: Mapping[str, str]) -> CommandService:
     if conf.exists():
         argv += ["-c", str(conf)]
     argv += ["--bind", bind, "--workers", str(config.web_workers), config.web_app]
-    env = dict(env, GUNICORN_BIND=bind, WEB_CONCURRENCY=str(config.web_workers),
-               PROMETHEUS_MULTIPROC_DIR=str(config.state_dir / "prometheus-web"))
+    extra = {"GUNICORN_BIND": bind, "WEB_CONCURRENCY": str(config.web_workers),
+             "PROMETHEUS_MULTIPROC_DIR": str(config.state_dir / "prometheus-web")}
     service = CommandService("web", argv, env, config.log_dir / "web.log",
-                             {"http": config.web_port}, url, f"{url}/healthz", ready_timeout=120.0)
+                             {"http": config.web_port}, url, f"{url}/healthz", ready_timeout=120.0,
+                             extra_env=extra)
     service.exported = {"WEB_URL": url, "API_URLS": url}
     return service
 
@@ -369,12 +383,17 @@ def load_stack(config: StackConfig) -> dict | None:
         return None
 
 
+def base_env() -> dict[str, str]:
+    """The environment every service starts from, before the exports of the ones before it."""
+    return dict(os.environ, AEROGUARD_ENV="local")
+
+
 def build_services(config: StackConfig) -> tuple[list[Service], dict[str, str]]:
     """Build the selected services in order, each with the environment exported before it."""
     unknown = set(config.services) - {name for name, _ in SERVICES}
     if unknown:
         raise ServerError(f"unknown service(s) {sorted(unknown)}; known: {[n for n, _ in SERVICES]}")
-    env = dict(os.environ, AEROGUARD_ENV="local")
+    env = base_env()
     exports: dict[str, str] = {}
     services = []
     for name, build in SERVICES:
@@ -415,10 +434,73 @@ def stop_services(services: Sequence[Service]) -> None:
 def write_stack(config: StackConfig, services: Sequence[Service], exports: dict[str, str]) -> dict:
     stack = {"state_dir": str(config.state_dir), "started_at": time.time(), "env": exports,
              "services": [rec for service in services for rec in service.records()]}
+    save_stack(config, stack)
+    return stack
+
+
+def save_stack(config: StackConfig, stack: dict) -> None:
+    """Write stack.json atomically (a reader never sees half a file)."""
     tmp = config.stack_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(stack, indent=2) + "\n")
     tmp.replace(config.stack_file)
-    return stack
+
+
+def zookeeper_ensemble(stack: dict) -> ZooKeeperEnsemble:
+    """The launcher's ensemble rebuilt from stack.json: same folder, ports and tickTime.
+
+    Its ``start_node(i)`` starts node ``i`` on the configuration the launcher wrote.
+    """
+    nodes = sorted((rec for rec in stack["services"] if rec["name"].startswith("zookeeper-")),
+                   key=lambda rec: int(rec["name"].rsplit("-", 1)[1]))
+    ports = [rec["ports"] for rec in nodes]
+    return ZooKeeperEnsemble(Path(stack["state_dir"]) / "zookeeper", [p["client"] for p in ports],
+                             tick_ms=ZK_TICK_MS, quorum_ports=[(p["peer"], p["election"]) for p in ports])
+
+
+# What `restart` started, by name: holding the Popen keeps it from being collected while the
+# child runs (a ResourceWarning) and lets this process reap it after a later kill.
+_RESTARTED: dict[str, object] = {}
+
+
+def restart(config: StackConfig, name: str) -> dict:
+    """Start the recorded service `name` again, as ``up`` started it; return its new record.
+
+    Same command line, working folder and log; the environment is rebuilt as `build_services`
+    builds it (this process's environment, ``AEROGUARD_ENV=local``, the stack's exports, the
+    service's recorded ``extra_env``). ZooKeeper nodes start from their zoo.cfg. stack.json
+    gets the new pid and start time, so ``down`` stops exactly what runs. Does not wait for
+    readiness.
+
+    Raises
+    ------
+    ServerError
+        When no stack runs, `name` is not recorded or still runs, or it has no command line.
+    """
+    stack = load_stack(config)
+    rec = next((r for r in (stack or {}).get("services", []) if r["name"] == name), None)
+    if rec is None:
+        raise ServerError(f"{name} is not recorded in {config.stack_file}")
+    if record_alive(rec):
+        raise ServerError(f"{name} still runs (pid {rec['pid']})")
+    if name.startswith("zookeeper-"):
+        ensemble = zookeeper_ensemble(stack)
+        index = int(name.rsplit("-", 1)[1]) - 1
+        ensemble.start_node(index)
+        pid = ensemble.node_pid(index)
+        _RESTARTED[name] = ensemble
+    elif rec.get("argv"):
+        env = {**base_env(), **stack["env"], **rec.get("extra_env", {})}
+        process = ServerProcess(name, rec["argv"], Path(rec["log"]), env=env, cwd=Path(rec["cwd"]))
+        process.start()
+        pid = process.pid
+        _RESTARTED[name] = process
+    else:
+        raise ServerError(f"{name} has no recorded command line; restart the stack instead")
+    new = {**rec, "pid": pid, "start_time": process_start_time(pid)}
+    stack = load_stack(config) or stack  # re-read: keep what changed meanwhile
+    stack["services"] = [new if r["name"] == name else r for r in stack["services"]]
+    save_stack(config, stack)
+    return new
 
 
 def print_stack(stack: dict) -> None:
