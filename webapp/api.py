@@ -34,9 +34,12 @@ def _sensor() -> str:
 
 def _store_reading(source: str) -> tuple[str, float, int]:
     """Check the key, parse ``sensor`` and ``dato``, store the reading: (sensor, value, timestamp)."""
-    check_api_key(_ext("settings"), required=False)
-    sensor, value = _sensor(), parse_value(request.args.get("dato"))
-    stored = _ext("store").append_reading(sensor, _now_ms(), value)
+    ext, args = current_app.extensions, request.args  # the hottest path: resolve each proxy once
+    settings = ext["settings"]
+    check_api_key(settings, required=False)
+    sensor = sensor_id(args.get("sensor", settings.default_sensor))
+    value = parse_value(args.get("dato"))
+    stored = ext["store"].append_reading(sensor, _now_ms(), value)
     metrics.READINGS_STORED.labels(source).inc()
     return sensor, value, stored.timestamp
 

@@ -9,6 +9,8 @@ from flask import request
 
 def wants_html() -> bool:
     """Whether the client prefers HTML to JSON (a browser does; curl's ``*/*`` does not)."""
+    if "html" not in request.headers.get("Accept", ""):
+        return False  # the common API case, without parsing the header
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html" and request.accept_mimetypes[best] > request.accept_mimetypes["application/json"]
 
