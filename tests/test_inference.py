@@ -243,3 +243,28 @@ def test_concurrent_judges_against_a_dead_server_only_abstain():
     with ThreadPoolExecutor(max_workers=4) as pool:
         decisions = list(pool.map(lambda _: panel.judge(window), range(40)))
     assert all(d.degraded == ("autoencoder", "lstm") for d in decisions)
+
+
+def served_versions() -> list[tuple[str, Path]]:
+    return [(name, version) for name in ("autoencoder", "lstm")
+            for version in sorted((MODELS / name).iterdir()) if version.is_dir()]
+
+
+@pytest.mark.parametrize("name, version", served_versions(), ids=lambda v: str(v)[-14:] if isinstance(v, Path) else v)
+def test_every_served_version_has_warmup_requests_tf_serving_can_answer(registry, name, version):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from webapp.detection.networks import WARMUP_FILE
+
+    window = load_manifest(MODELS)[name].window_size
+    records = list(tf.data.TFRecordDataset(str(version / WARMUP_FILE)).as_numpy_iterator())
+    assert records, "warm-up file is empty"
+    for record in records:
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        assert request.model_spec.name == name
+        assert request.model_spec.signature_name == "serving_default"
+        batch = tf.make_ndarray(request.inputs["window"])
+        assert batch.shape == (1, window) and batch.dtype == np.float32
+        _, outputs = registry.predict(name, int(version.name), "serving_default", {"window": batch})
+        assert np.isfinite(outputs["output_0"]).all()

@@ -23,6 +23,7 @@ from webapp.detection.iforest import IsolationForestDetector
 from webapp.detection.manifest import LEARNED
 from webapp.detection.manifest import write_manifest
 from webapp.detection.networks import export
+from webapp.detection.networks import write_warmup
 from webapp.detection.neural import AutoencoderDetector
 from webapp.detection.neural import LSTMDetector
 from webapp.inference.inprocess import INPUT_KEY
@@ -182,6 +183,7 @@ def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPl
         detector = cls(plan.window_size, plan.units, plan.epochs, plan.seed)
         detector.fit(fit_windows, progress=step(name))
         path = export(detector.scorer_, models_dir / name / str(version))
+        write_warmup(path, name, plan.window_size)
         _check_loaded_signature(path, plan.window_size)
         if cli_check:
             check_signature(path, plan.window_size)
