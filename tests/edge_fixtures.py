@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from edge.schema import SchemaError
 from edge.schema import validate_aggregate
 from scripts.faultkit import BlackHoleProxy  # noqa: F401 (re-exported for the tests)
@@ -123,6 +125,14 @@ class Receiver:
     def epochs(self) -> list[int]:
         with self._lock:
             return [s.doc["epoch"] for s in self.stored]
+
+
+@pytest.fixture
+def receiver():
+    """A stand-in web tier on a free loopback port, recording every aggregate (stopped after)."""
+    receiver = Receiver().start()
+    yield receiver
+    receiver.stop()
 
 
 def expire_session(hosts: str, client_id: tuple[int, bytes]) -> None:

@@ -16,6 +16,7 @@ from scripts.servers import wait_until
 from tests.edge_fixtures import BlackHoleProxy
 from tests.edge_fixtures import EdgeGroup
 from tests.edge_fixtures import Receiver
+from tests.edge_fixtures import receiver  # noqa: F401 (a fixture)
 from tests.edge_fixtures import check_invariants
 from tests.edge_fixtures import set_config
 from tests.edge_fixtures import wait_rounds
@@ -27,13 +28,6 @@ TICK = 0.5
 PERIOD = 0.5
 KILL_BUDGET = T + TICK + PERIOD  # issue 4: kill -9 -> next aggregate stored
 SLACK = 2.0  # two shared cores under a parallel test load
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture

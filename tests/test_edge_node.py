@@ -13,7 +13,7 @@ from edge.node import EdgeNode
 from edge.schema import Reading
 from edge.sources import build_source
 from scripts.servers import wait_until
-from tests.edge_fixtures import Receiver
+from tests.edge_fixtures import receiver  # noqa: F401 (a fixture)
 from tests.edge_fixtures import check_invariants
 from tests.edge_fixtures import expire_session
 from tests.edge_fixtures import leader_of
@@ -21,13 +21,6 @@ from tests.edge_fixtures import wait_rounds
 
 PERIOD_S = 0.3
 BASE = "/aeroguard/groups/g1"
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture
