@@ -26,7 +26,7 @@ def readyz():
     zk = ext.get("zk")
     checks["zookeeper"] = "not configured" if zk is None else zk.state.lower()
     panel = ext["panel"]
-    detectors = {name: state for name, state in panel.status().items()}
+    detectors = panel.status()
     ready = checks["redis"] == "ok"
     degraded = sorted(name for name, state in detectors.items() if state != "ok")
     body = {"status": "ready" if ready else "unavailable", "checks": checks,

@@ -20,8 +20,6 @@ from webapp.detection.vote import Decision
 from webapp.errors import StoreUnavailable
 
 DAY_MS = 86_400_000
-MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
 
 # KEYS: readings, fence hash, idempotency key.
 # ARGV: ts, value, epoch (-1: a plain reading), round, idempotency ttl.
