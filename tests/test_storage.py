@@ -1,6 +1,7 @@
 """Storage over the real RedisTimeSeries: order, uniqueness, fencing, series layout."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -10,6 +11,7 @@ from scripts.servers import RedisOptions
 from scripts.servers import wait_until
 from webapp import create_app
 from webapp.errors import StoreUnavailable
+from webapp.storage import DAY_MS
 from webapp.storage import Store
 
 WRITERS = 5
@@ -107,8 +109,20 @@ def test_epoch_fence_and_idempotency_in_one_step(redis_client, settings):
     # a late round of the current epoch (from the spool) is still taken, after the newest
     late = store.append_aggregate("g", 4, 0, 500, 3.0)
     assert late.status == "stored" and late.timestamp == 3_001
-    assert store.group_state("g") == {"epoch": 4, "round": 0, "timestamp": 3_001}
+    assert store.group_state("g") == {"epoch": 4, "round": 0, "timestamp": 3_001, "duplicates": 1}
     assert [v for _, v in store.read_range("g", "-", "+", 10)] == [1.0, 2.0, 3.0]
+
+
+def test_remembered_rounds_are_one_key_per_group_trimmed_to_the_retention(redis_client, settings, redis_prefix):
+    store = Store(redis_client, dataclasses.replace(settings, retention_days=100 / DAY_MS))  # 100 ms
+    for round_ in range(300):
+        assert store.append_aggregate("many", 1, round_, 1_000 + 10 * round_, 1.0).status == "stored"
+    keys = set(redis_client.scan_iter(f"{redis_prefix}g:many:*"))
+    assert keys == {f"{redis_prefix}g:many:fence", f"{redis_prefix}g:many:done"}
+    remembered = redis_client.zrange(f"{redis_prefix}g:many:done", 0, -1)
+    assert remembered == [f"1:{r}" for r in range(289, 300)]  # stored within 100 ms of the newest
+    assert store.append_aggregate("many", 1, 299, 9_000, 1.0).status == "duplicate"
+    assert 0 < redis_client.pttl(f"{redis_prefix}g:many:done") <= 100
 
 
 def test_read_window_reads_only_its_window(redis_client, settings):

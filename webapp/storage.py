@@ -3,7 +3,7 @@
 Every key is built by `Keys`. A reading is stored by one Lua script that gives the sample a
 timestamp strictly after the series' newest, so concurrent writers never overwrite each
 other; for edge aggregates the same script applies the epoch fence and the
-``group:epoch:round`` idempotency key in the same atomic step. A second script creates a
+``group:epoch:round`` idempotency check in the same atomic step. A second script creates a
 sensor's series (labels, retention, compaction rules) the first time it is written. Needs the RedisTimeSeries module (1.8 or later).
 """
 from __future__ import annotations
@@ -21,23 +21,27 @@ from webapp.errors import StoreUnavailable
 
 DAY_MS = 86_400_000
 
-# KEYS: readings, fence hash, idempotency key.
-# ARGV: ts, value, epoch (-1: a plain reading), round, idempotency ttl.
+# KEYS: readings, fence hash, the group's set of stored rounds.
+# ARGV: ts, value, epoch (-1: a plain reading), round, how long a round is remembered (ms).
 # The hot path carries no labels: a missing series is answered 'missing' and created by
-# _CREATE, then the append runs again.
+# _CREATE, then the append runs again. Stored rounds are one sorted set per group (member
+# "epoch:round", score the stored timestamp), trimmed to the retention: the key count stays
+# flat however many rounds arrive, and a retry is recognised as long as its sample can exist.
 _APPEND = """
 local series, fence, done = KEYS[1], KEYS[2], KEYS[3]
 if redis.call('EXISTS', series) == 0 then return {'missing', 0} end
 local ts = tonumber(ARGV[1])
 local epoch = tonumber(ARGV[3])
+local member = ARGV[3] .. ':' .. ARGV[4]
 if epoch >= 0 then
   local newest = tonumber(redis.call('HGET', fence, 'epoch') or '-1')
   if epoch < newest then return {'stale', newest} end
-  local prev = redis.call('GET', done)
+  local prev = redis.call('ZSCORE', done, member)
   if prev then
-    -- A write, so WAIT covers the original too and a master without replicas refuses it:
-    -- else a retry answered by a paused old master's unreplicated copy is acknowledged, then lost.
-    redis.call('PEXPIRE', done, ARGV[5])
+    -- Counted with a write, so WAIT covers the original too and a master without replicas
+    -- refuses it: else a retry answered by a paused old master's unreplicated copy is
+    -- acknowledged, then lost.
+    redis.call('HINCRBY', fence, 'duplicates', 1)
     return {'duplicate', tonumber(prev)}
   end
 end
@@ -49,7 +53,9 @@ if epoch >= 0 then
     redis.call('HSET', fence, 'epoch', epoch)
   end
   redis.call('HSET', fence, 'round', ARGV[4], 'timestamp', ts)
-  redis.call('SET', done, ts, 'PX', ARGV[5])
+  redis.call('ZADD', done, ts, member)
+  redis.call('ZREMRANGEBYSCORE', done, '-inf', string.format('(%d', ts - tonumber(ARGV[5])))
+  redis.call('PEXPIRE', done, ARGV[5])
 end
 return {'stored', ts}
 """
@@ -198,7 +204,7 @@ class Store:
         Returns ``Stored("stale", newest_epoch=E)`` when `epoch` is older than the newest
         accepted for the group, and ``Stored("duplicate", ts)`` when this round was stored.
         """
-        keys = [self.keys.group(group, "fence"), self.keys.group(group, "done", str(epoch), str(round_))]
+        keys = [self.keys.group(group, "fence"), self.keys.group(group, "done")]
         return self._run_append(group, ts, value, keys, (epoch, round_, self._retention_ms))
 
     @_unavailable
@@ -310,7 +316,8 @@ class Store:
 
     @_unavailable
     def group_state(self, group: str) -> dict:
-        """The fence of an edge group: newest accepted epoch, last round and its timestamp."""
+        """The fence of an edge group: newest accepted epoch, last round and its timestamp,
+        and how many retries were answered as duplicates."""
         state = self.client.hgetall(self.keys.group(group, "fence"))
         return {k: int(v) for k, v in state.items()}
 
