@@ -27,6 +27,9 @@ DETECTORS = ("physical", "isolation_forest", "autoencoder", "lstm")
 WINDOW = 10
 PLAN_EPOCHS = 20
 FALSE_ALARM_RATE = 0.002  # per window, each detector alone (TrainingPlan's default)
+# Factors applied to every detector's calibrated threshold to trace its recall/false-alarm
+# curve, so each can be compared with the vote at the vote's recall (`evaluate_suite`).
+SWEEP = tuple(round(float(x), 4) for x in np.geomspace(0.25, 4.0, 33))
 
 
 def parse_time(text: str) -> float:
@@ -77,7 +80,8 @@ def baseline_limits(times: np.ndarray, values: np.ndarray, window: int):
 
 
 def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str) -> list[dict]:
-    """Judge every reading from `start` on, one at a time, with the window ending at it."""
+    """Judge every reading from `start` on, one at a time, with the window ending at it, as
+    `webapp.judging.judge_newest` does (the reference level following the readings)."""
     from webapp.detection.base import Window
 
     recent: deque = deque(maxlen=WINDOW)
@@ -85,16 +89,20 @@ def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str
         if np.isfinite(values[i]):
             recent.append((int(times[i] * 1000), float(values[i])))
     rows = []
+    level = None  # the sensor's reference level, kept in Redis by the web tier
     for i in range(start, len(values)):
         if not np.isfinite(values[i]):
             continue  # a dropout: no reading, nothing to judge
         recent.append((int(times[i] * 1000), float(values[i])))
         window = Window(tuple(v for _, v in recent), tuple(t for t, _ in recent), sensor)
-        decision = panel.judge(window)
-        row = {"timestamp": float(times[i]), "value": float(values[i]), "verdict": decision.verdict}
+        decision = panel.judge(window, level)
+        level = panel.follow(level, window, decision)
+        row = {"timestamp": float(times[i]), "value": float(values[i]), "verdict": decision.verdict,
+               "reference_level": decision.reference}
         for ballot in decision.ballots:
             row[f"{ballot.detector}_vote"] = ballot.vote
             row[f"{ballot.detector}_score"] = ballot.score
+            row[f"{ballot.detector}_threshold"] = ballot.threshold
         rows.append(row)
     return rows
 
@@ -127,14 +135,40 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     alarms = {d: np.array([bool(r[f"{d}_vote"]) for r in rows]) for d in DETECTORS}
     alarms["vote"] = np.array([r["verdict"] == "critical" for r in rows])
     summary = {"series": name, "baseline_rows": n, "replayed": len(rows),
-               "results": {k: score_alarms(stamps, a, windows, WINDOW) for k, a in alarms.items()}}
+               "results": {k: score_alarms(stamps, a, windows, WINDOW) for k, a in alarms.items()},
+               "thresholds": {d: next((r[f"{d}_threshold"] for r in rows if r[f"{d}_threshold"] is not None), None)
+                              for d in DETECTORS},
+               "sweep": sweep(rows, stamps, windows)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    _plot(out / "plot.png", times, values, n, windows, stamps, alarms, name)
+    levels = np.array([np.nan if r["reference_level"] is None else r["reference_level"] for r in rows])
+    _plot(out / "plot.png", times, values, n, windows, stamps, alarms, name, levels)
     return summary
 
 
+def sweep(rows: list[dict], stamps: np.ndarray, windows: list[tuple[float, float]]) -> dict[str, list[list]]:
+    """Each detector alone with its threshold scaled by every factor of `SWEEP`:
+    ``[factor, windows caught, false-alarm incidents]`` (an abstention never alarms)."""
+    from webapp.detection.incidents import score_alarms
+
+    curves = {}
+    for d in DETECTORS:
+        scores = np.array([np.nan if r[f"{d}_score"] is None else r[f"{d}_score"] for r in rows], dtype=np.float64)
+        threshold = next((r[f"{d}_threshold"] for r in rows if r[f"{d}_threshold"] is not None), None)
+        if threshold is None or threshold <= 0:
+            continue  # never answered, or a threshold that scaling would not make stricter
+        curve = []
+        for factor in SWEEP:
+            with np.errstate(invalid="ignore"):
+                alarms = scores > factor * threshold
+            result = score_alarms(stamps, alarms, windows, WINDOW)
+            curve.append([factor, result["caught"], result["false_alarms"]])
+        curves[d] = curve
+    return curves
+
+
 def _write_verdicts(path: Path, rows: list[dict]) -> None:
-    columns = ["timestamp", "value", "verdict"] + [f"{d}_{k}" for d in DETECTORS for k in ("vote", "score")]
+    columns = (["timestamp", "value", "verdict", "reference_level"]
+               + [f"{d}_{k}" for d in DETECTORS for k in ("vote", "score")])
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()
@@ -142,7 +176,7 @@ def _write_verdicts(path: Path, rows: list[dict]) -> None:
             writer.writerow({**row, "timestamp": datetime.fromtimestamp(row["timestamp"], timezone.utc).isoformat()})
 
 
-def _plot(path: Path, times, values, n, windows, stamps, alarms, name) -> None:
+def _plot(path: Path, times, values, n, windows, stamps, alarms, name, levels) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,6 +186,7 @@ def _plot(path: Path, times, values, n, windows, stamps, alarms, name) -> None:
     hours = (times - t0) / 3600.0
     fig, (top, rug) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, height_ratios=[3, 1.4])
     top.plot(hours, values, lw=0.7, color="0.2")
+    top.plot((stamps - t0) / 3600.0, levels, lw=1.0, ls="--", color="tab:green", label="reference level")
     top.axvspan(hours[0], hours[n - 1], color="0.85", label="baseline (fit)")
     for i, (s, e) in enumerate(windows):
         top.axvspan((s - t0) / 3600, (e - t0) / 3600, color="tab:orange", alpha=0.3, label="labelled" if i == 0 else None)

@@ -10,6 +10,9 @@ import pytest
 from edge.simulator import Fault
 from edge.simulator import TemperatureSimulator
 from scripts import evaluate
+from scripts.evaluate_suite import aggregate
+from scripts.evaluate_suite import render
+from scripts.evaluate_suite import verdict
 from scripts.evaluate_suite import write_table
 from webapp.config import Settings
 from webapp.detection import build_panel
@@ -85,6 +88,27 @@ def test_evaluate_writes_verdicts_summary_and_plot(tmp_path):
     assert {"timestamp", "value", "verdict", "lstm_vote", "lstm_score"} <= set(rows[0])
     assert (tmp_path / "plot.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "summary.json").read_text())["results"] == results
+    assert "reference_level" in rows[0] and set(summary["thresholds"]) == {"physical", "isolation_forest",
+                                                                          "autoencoder", "lstm"}
+    for detector, curve in summary["sweep"].items():  # a stricter threshold never catches more
+        assert [p[0] for p in curve] == list(evaluate.SWEEP), detector
+        assert all(a[1] >= b[1] for a, b in zip(curve, curve[1:])), (detector, curve)
+        at_one = next(p for p in curve if p[0] == 1.0)
+        assert at_one[1:] == [results[detector]["caught"], results[detector]["false_alarms"]], detector
+
+
+def test_the_verdict_compares_the_vote_with_each_detector_at_the_votes_recall():
+    groups = aggregate([{"group": "g", "results": {
+        d: {"windows": 4, "caught": c, "false_alarms": f, "days": 1.0, "mean_delay_s": None, "nab_standard": None}
+        for d, c, f in (("physical", 3, 9), ("isolation_forest", 4, 30), ("autoencoder", 4, 20), ("lstm", 1, 1),
+                        ("vote", 3, 2))},
+        "sweep": {"physical": [[1.0, 3, 9], [2.0, 2, 1]], "isolation_forest": [[1.0, 4, 30], [2.0, 3, 12]],
+                  "autoencoder": [[1.0, 4, 20], [2.0, 3, 6]], "lstm": [[0.25, 2, 50], [1.0, 1, 1]]}}])
+    g = groups["g"]
+    assert g["autoencoder"]["at_vote_recall"] == {"factor": 2.0, "caught": 3, "false_alarms": 6}
+    assert g["lstm"]["at_vote_recall"] is None  # it never catches 3 of 4
+    assert verdict(g) == {"best": "autoencoder", "best_false_alarms": 6, "ratio": 0.333, "met": True}
+    assert "cannot" in render(groups) and "**met**" in render(groups)
 
 
 def test_table_goes_between_the_docs_markers(tmp_path):

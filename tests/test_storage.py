@@ -11,6 +11,8 @@ from scripts.servers import RedisOptions
 from scripts.servers import wait_until
 from webapp import create_app
 from webapp.errors import StoreUnavailable
+from webapp.detection.vote import Ballot
+from webapp.detection.vote import decide
 from webapp.storage import DAY_MS
 from webapp.storage import Store
 
@@ -125,15 +127,19 @@ def test_remembered_rounds_are_one_key_per_group_trimmed_to_the_retention(redis_
     assert 0 < redis_client.pttl(f"{redis_prefix}g:many:done") <= 100
 
 
-def test_read_window_reads_only_its_window(redis_client, settings):
+def test_judging_state_reads_only_its_window_and_the_reference_level(redis_client, settings):
     store = Store(redis_client, settings)
     for i in range(50):
         store.append_reading("win", 1_000 * i, float(i))
-    window = store.read_window("win", 10)
-    assert window.values == tuple(float(i) for i in range(40, 50))
+    window, level = store.read_judging_state("win", 10)
+    assert window.values == tuple(float(i) for i in range(40, 50)) and level is None
     assert window.timestamps == tuple(1_000 * i for i in range(40, 50))
-    earlier = store.read_window("win", 3, end=20_000)
+    earlier, _ = store.read_judging_state("win", 3, end=20_000)
     assert earlier.values == (18.0, 19.0, 20.0)
+    decision = decide([Ballot("physical", False, 0.1, 1.0)], required=1)
+    store.record_decision("win", 49_000, decision, level=44.25)
+    assert store.read_judging_state("win", 1)[1] == 44.25
+    assert 0 < redis_client.pttl(f"{settings.key_prefix}s:win:level") <= store._retention_ms
 
 
 def test_event_log_is_newest_first_and_filtered(redis_client, settings):

@@ -70,6 +70,7 @@ class Settings:
     default_sensor: str = "default"
     window_size: int = 10
     vote_required: int = 3
+    drift_tau: float = 200.0
     retention_days: float = 3.0
     minute_retention_days: float = 90.0
     hour_retention_days: float = 730.0
@@ -104,6 +105,8 @@ class Settings:
             raise ValueError("window_size must be at least 2")
         if self.vote_required < 1:
             raise ValueError("vote_required must be at least 1")
+        if not (self.drift_tau == 0 or self.drift_tau >= 1):
+            raise ValueError("drift_tau must be 0 (off) or at least 1 reading")
         if self.retention_days <= 0:
             raise ValueError("retention_days must be positive")
         if self.inference_backend not in ("", "grpc", "rest", "inprocess"):
@@ -143,6 +146,7 @@ class Settings:
             default_sensor=env.get("DEFAULT_SENSOR", defaults.default_sensor),
             window_size=int(env.get("WINDOW_SIZE", defaults.window_size)),
             vote_required=int(env.get("VOTE_REQUIRED", defaults.vote_required)),
+            drift_tau=float(env.get("DRIFT_TAU", defaults.drift_tau)),
             retention_days=float(env.get("RETENTION_DAYS", defaults.retention_days)),
             minute_retention_days=float(env.get("MINUTE_RETENTION_DAYS", defaults.minute_retention_days)),
             hour_retention_days=float(env.get("HOUR_RETENTION_DAYS", defaults.hour_retention_days)),

@@ -16,12 +16,14 @@ def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window
                  incidents: Incidents | None = None) -> tuple[Window, Decision]:
     """Judge the window ending at the reading stored at `timestamp`, and record the decision.
 
-    Scores, votes and the verdict go to the sensor's series; a warning or critical verdict is
-    also appended to the event log with every ballot, so ``/api/v1/anomalies`` can say why.
+    The learned detectors judge the window against the sensor's reference level, which then
+    follows the reading unless it was critical (`webapp.detection.drift`). Scores, votes and
+    the verdict go to the sensor's series; a warning or critical verdict is also appended to
+    the event log with every ballot, so ``/api/v1/anomalies`` can say why.
     """
-    window = store.read_window(sensor, window_size, end=timestamp)
-    decision = panel.judge(window)
-    store.record_decision(sensor, timestamp, decision)
+    window, level = store.read_judging_state(sensor, window_size, end=timestamp)
+    decision = panel.judge(window, level)
+    store.record_decision(sensor, timestamp, decision, panel.follow(level, window, decision))
     metrics.VERDICTS.labels(decision.verdict).inc()
     for name in decision.degraded:
         metrics.ABSTENTIONS.labels(name).inc()

@@ -208,14 +208,20 @@ class Store:
         return self._run_append(group, ts, value, keys, (epoch, round_, self._retention_ms))
 
     @_unavailable
-    def read_window(self, sensor: str, size: int, end: int | str = "+") -> Window:
-        """The newest `size` readings of `sensor` up to `end`, oldest first.
+    def read_judging_state(self, sensor: str, size: int, end: int | str = "+") -> tuple[Window, float | None]:
+        """The newest `size` readings of `sensor` up to `end`, oldest first, and the sensor's
+        reference level (None before its first decision: `webapp.detection.drift`).
 
-        One ``TS.REVRANGE … COUNT`` call: its cost does not grow with the series' history.
+        One round trip; the window is one ``TS.REVRANGE … COUNT`` call, whose cost does not
+        grow with the series' history.
         """
-        samples = self.client.ts().revrange(self.keys.series(sensor, "readings"), "-", end, count=size)
+        pipe = self.client.ts().pipeline(transaction=False)
+        pipe.revrange(self.keys.series(sensor, "readings"), "-", end, count=size)
+        pipe.execute_command("GET", self.keys.series(sensor, "level"))  # not TS.GET: a plain string
+        samples, level = pipe.execute()
         samples.reverse()
-        return Window(tuple(float(v) for _, v in samples), tuple(int(t) for t, _ in samples), sensor)
+        window = Window(tuple(float(v) for _, v in samples), tuple(int(t) for t, _ in samples), sensor)
+        return window, None if level is None else float(level)
 
     @_unavailable
     def read_range(self, sensor: str, start: int | str, end: int | str, count: int,
@@ -236,9 +242,12 @@ class Store:
         return [(int(t), float(v)) for t, v in samples]
 
     @_unavailable
-    def record_decision(self, sensor: str, ts: int, decision: Decision) -> None:
-        """Store each ballot's score and vote and the verdict at the reading's timestamp."""
+    def record_decision(self, sensor: str, ts: int, decision: Decision, level: float | None = None) -> None:
+        """Store each ballot's score and vote and the verdict at the reading's timestamp, and
+        the sensor's reference level after it (`level`, when the panel follows one)."""
         ts_pipe = self.client.ts().pipeline(transaction=False)
+        if level is not None:
+            ts_pipe.set(self.keys.series(sensor, "level"), repr(float(level)), px=self._retention_ms)
         retention = self._retention_ms
         for ballot in decision.ballots:
             if ballot.vote is None:

@@ -51,6 +51,9 @@ class Detector:
     """
 
     name: str = "detector"
+    #: True for detectors that judge raw values against absolute limits; the others judge
+    #: the window moved to the sensor's reference level (`webapp.detection.drift`).
+    absolute: bool = False
 
     def fit(self, windows: np.ndarray) -> Detector:
         """Learn from normal windows, one per row (raw physical units). Returns self."""

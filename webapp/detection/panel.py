@@ -23,11 +23,11 @@ from webapp.detection.neural import LSTMDetector
 from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
 from webapp.detection.physical import PhysicalRule
 from webapp.detection.base import Window
+from webapp.detection.drift import DriftFollower
 from webapp.detection.vote import Abstainer
 from webapp.detection.vote import Decision
 from webapp.detection.vote import Panel
 from webapp.detection.vote import Voter
-from webapp.detection.vote import decide
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ class ConcurrentPanel(Panel):
     gunicorn fork); local detectors score on the calling thread meanwhile.
     """
 
-    def __init__(self, voters, required: int, remote: frozenset[str]):
-        super().__init__(voters, required)
+    def __init__(self, voters, required: int, remote: frozenset[str], follower: DriftFollower | None = None):
+        super().__init__(voters, required, follower)
         self.remote = remote
         self._lock = threading.Lock()
         self._pid: int | None = None
@@ -53,11 +53,13 @@ class ConcurrentPanel(Panel):
                 self._pid = os.getpid()
             return self._pool
 
-    def judge(self, window: Window) -> Decision:
+    def judge(self, window: Window, level: float | None = None) -> Decision:
         pool = self._executor()
-        pending = {i: pool.submit(v.ballot, window) for i, v in enumerate(self.voters) if v.name in self.remote}
-        ballots = [pending[i].result() if i in pending else v.ballot(window) for i, v in enumerate(self.voters)]
-        return decide(ballots, self.required)
+        moved = self.follower.move(window, level) if self.follower else window
+        seen = [window if v.absolute else moved for v in self.voters]
+        pending = {i: pool.submit(v.ballot, seen[i]) for i, v in enumerate(self.voters) if v.name in self.remote}
+        ballots = [pending[i].result() if i in pending else v.ballot(seen[i]) for i, v in enumerate(self.voters)]
+        return self._decide(ballots, level)
 
 SERVED = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}
 
@@ -82,6 +84,8 @@ def build_panel(settings: Settings, backend=None) -> Panel:
         from webapp.inference import make_backend
 
         backend = make_backend(settings)
+    centers = [e.profile.center for e in entries.values()]
+    follower = DriftFollower(centers[0], settings.drift_tau) if centers else None
     for name in LEARNED:
         entry = entries.get(name)
         if entry is None:
@@ -99,8 +103,8 @@ def build_panel(settings: Settings, backend=None) -> Panel:
             continue
         voters.append(Voter(detector, threshold))
     if getattr(backend, "kind", "inprocess") == "inprocess":
-        return Panel(voters, settings.vote_required)
-    return ConcurrentPanel(voters, settings.vote_required, frozenset(SERVED))
+        return Panel(voters, settings.vote_required, follower)
+    return ConcurrentPanel(voters, settings.vote_required, frozenset(SERVED), follower)
 
 
 def _detector(settings: Settings, entry, backend):

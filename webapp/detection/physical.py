@@ -44,6 +44,7 @@ class PhysicalRule(Detector):
 
     name = "physical"
     fixed_threshold = THRESHOLD
+    absolute = True
 
     def __init__(self, limits_for: Callable[[str], PhysicalLimits]):
         self.limits_for = limits_for

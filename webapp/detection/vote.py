@@ -11,9 +11,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 
 from webapp.detection.base import Detector
 from webapp.detection.base import Window
+from webapp.detection.drift import DriftFollower
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,11 @@ class Voter:
     def name(self) -> str:
         return self.detector.name
 
+    @property
+    def absolute(self) -> bool:
+        """Whether the detector judges raw values (never a window moved to follow drift)."""
+        return self.detector.absolute
+
     def ballot(self, window: Window) -> Ballot:
         try:
             score = float(self.detector.score_one(window))
@@ -70,6 +77,8 @@ class Voter:
 
 class Abstainer:
     """Stands for a detector that is not deployed: it always abstains, saying why."""
+
+    absolute = True
 
     def __init__(self, name: str, reason: str):
         self.name = name
@@ -91,6 +100,7 @@ class Decision:
     required: int
     votes: int
     degraded: tuple[str, ...] = field(default=())
+    reference: float | None = None  # the sensor's reference level the learned detectors judged against
 
     @property
     def anomaly(self) -> bool:
@@ -108,6 +118,7 @@ class Decision:
             "quorum": {"required": self.required, "of": len(self.ballots), "votes": self.votes},
             "degraded": list(self.degraded),
             "model_versions": {b.detector: b.version for b in self.ballots if b.version},
+            "reference_level": self.reference,
         }
 
 
@@ -127,14 +138,28 @@ def decide(ballots: Sequence[Ballot], required: int) -> Decision:
 
 
 class Panel:
-    """The detectors that judge every window, and the quorum they need."""
+    """The detectors that judge every window, the quorum they need, and how the sensor's
+    reference level follows slow drift (`follower`; None when no learned detector is live)."""
 
-    def __init__(self, voters: Sequence[Voter | Abstainer], required: int):
+    def __init__(self, voters: Sequence[Voter | Abstainer], required: int, follower: DriftFollower | None = None):
         self.voters = tuple(voters)
         self.required = required
+        self.follower = follower
 
-    def judge(self, window: Window) -> Decision:
-        return decide([voter.ballot(window) for voter in self.voters], self.required)
+    def judge(self, window: Window, level: float | None = None) -> Decision:
+        """Judge `window`; the learned detectors see it moved to the sensor's reference `level`."""
+        moved = self.follower.move(window, level) if self.follower else window
+        return self._decide([voter.ballot(window if voter.absolute else moved) for voter in self.voters], level)
+
+    def follow(self, level: float | None, window: Window, decision: Decision) -> float | None:
+        """The sensor's reference level after `decision` (None: nothing to follow)."""
+        return self.follower.follow(level, window, decision.anomaly) if self.follower else None
+
+    def _decide(self, ballots: list[Ballot], level: float | None) -> Decision:
+        decision = decide(ballots, self.required)
+        if self.follower is None:
+            return decision
+        return replace(decision, reference=self.follower.center if level is None else level)
 
     def status(self) -> dict[str, str]:
         """Each detector's state: ``ok`` or the reason it abstains."""
