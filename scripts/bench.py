@@ -69,10 +69,12 @@ def wrk(url: str, seconds: int, connections: int, threads: int) -> dict:
     return {"rps": float(rps), "p50_ms": float(p50), "p99_ms": float(p99), "errors": int(errors), "requests": int(total)}
 
 
-def paced(host: str, path_for, rate: float, seconds: float, clients: int = 8, split=None) -> dict:
+def paced(host: str, path_for, rate: float, seconds: float, clients: int = 8, split=None,
+          headers: dict | None = None) -> dict:
     """Open-loop load at `rate` req/s: latency counts from each request's scheduled time.
 
-    With `split` (client number -> label), figures come per label.
+    `host` is ``host:port``; `path_for(client, n)` names each request's path. With `split`
+    (client number -> label), figures come per label.
     """
     interval = clients / rate
     latencies: list[tuple[str, float]] = []
@@ -90,7 +92,7 @@ def paced(host: str, path_for, rate: float, seconds: float, clients: int = 8, sp
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            conn.request("GET", path_for(offset, n))
+            conn.request("GET", path_for(offset, n), headers=headers or {})
             answer = conn.getresponse()
             answer.read()
             took = time.perf_counter() - due
@@ -109,7 +111,7 @@ def paced(host: str, path_for, rate: float, seconds: float, clients: int = 8, sp
     def figures(selected: list[float]) -> dict:
         ms = np.array(selected) * 1000
         return {"rate": rate, "requests": len(ms), "p50_ms": float(np.percentile(ms, 50)),
-                "p99_ms": float(np.percentile(ms, 99)), "errors": errors[0]}
+                "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()), "errors": errors[0]}
 
     if split is None:
         return figures([t for _, t in latencies])

@@ -15,12 +15,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import numpy as np
-
+from scripts.bench import paced
 from scripts.servers import RedisServer
 from scripts.servers import free_ports
 from scripts.servers import wait_until
@@ -45,34 +42,6 @@ def judged_fully(port: int) -> bool:
     except OSError:
         return False
     return status in (200, 201) and not json.loads(body)["degraded"]
-
-
-def paced(port: int, rate: float, seconds: float, clients: int = 16) -> np.ndarray:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    total = int(rate * seconds)
-    start = time.perf_counter() + 0.2
-
-    def run(offset: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for k in range(offset, total, clients):
-            due = start + k / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            conn.request("GET", f"/detectar?dato={20 + 0.01 * (k % 7)}&sensor=b{k % 4}",
-                         headers={"Accept": "application/json", "X-API-Key": API_KEY})
-            conn.getresponse().read()
-            with lock:
-                latencies.append((time.perf_counter() - due) * 1000.0)
-        conn.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return np.array(latencies)
 
 
 def worker_rss(master_pid: int) -> list[tuple[int, float, bool]]:
@@ -122,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                 get(web_port, "/detectar?dato=20.0&sensor=warmup")
             for pid, rss, tf in worker_rss(web.pid):
                 print(f"worker {pid}: RSS {rss:.1f} MiB, TensorFlow mapped: {tf}")
-            lat = paced(web_port, args.rate, args.seconds)
-            print(f"/detectar over {args.backend} at {args.rate:.0f} req/s for {args.seconds:.0f} s: n={len(lat)} "
-                  f"p50={np.percentile(lat, 50):.2f} ms p99={np.percentile(lat, 99):.2f} ms max={lat.max():.1f} ms")
+            load = paced(f"127.0.0.1:{web_port}", lambda client, n: f"/detectar?dato={20 + 0.01 * (n % 7)}&sensor=b{client % 4}",
+                         args.rate, args.seconds, clients=16, headers={"Accept": "application/json", "X-API-Key": API_KEY})
+            print(f"/detectar over {args.backend} at {args.rate:.0f} req/s for {args.seconds:.0f} s: n={load['requests']} "
+                  f"p50={load['p50_ms']:.2f} ms p99={load['p99_ms']:.2f} ms max={load['max_ms']:.1f} ms "
+                  f"errors={load['errors']}")
         finally:
             for process in reversed(processes):
                 process.terminate()
