@@ -138,7 +138,7 @@ def aggregate(summaries: list[dict]) -> dict:
 
 def at_recall(curve: list[list], caught: int) -> dict | None:
     """The strictest point of a detector's threshold sweep that still catches `caught`
-    windows: the fewest false alarms it can have at the vote's recall (None: it cannot).
+    windows: that detector at the vote's recall (None: no threshold of the sweep gets there).
 
     >>> at_recall([[0.5, 9, 40], [1.0, 7, 12], [2.0, 5, 3]], caught=6)
     {'factor': 1.0, 'caught': 7, 'false_alarms': 12}
@@ -146,7 +146,7 @@ def at_recall(curve: list[list], caught: int) -> dict | None:
     able = [p for p in curve if p[1] >= caught]
     if not able:
         return None
-    factor, got, false = min(able, key=lambda p: (p[2], -p[0]))
+    factor, got, false = max(able, key=lambda p: p[0])
     return {"factor": factor, "caught": got, "false_alarms": false}
 
 
@@ -161,7 +161,7 @@ def verdict(group: dict) -> dict:
     best_false = matched[best]["false_alarms"]
     ratio = vote["false_alarms"] / best_false if best_false else (0.0 if not vote["false_alarms"] else None)
     return {"best": best, "best_false_alarms": best_false, "ratio": None if ratio is None else round(ratio, 3),
-            "met": ratio is not None and ratio <= 1 / 3}
+            "met": ratio is not None and ratio <= 1 / 3 and vote["caught"] > 0}  # matching no recall proves nothing
 
 
 def render(groups: dict) -> str:
@@ -185,6 +185,7 @@ def render(groups: dict) -> str:
             lines.append(f"\nAt the vote's recall the best single detector is **{target['best']}** with "
                          f"{target['best_false_alarms']} false-alarm incidents; the vote has "
                          f"{groups[name]['vote']['false_alarms']} (ratio {target['ratio'] if target['ratio'] is not None else '∞'}, "
-                         f"target ≤ 0.33: **{'met' if target['met'] else 'not met'}**).")
+                         f"target ≤ 0.33: **{'met' if target['met'] else 'not met'}**"
+                         f"{'' if groups[name]['vote']['caught'] else ', the vote catching none'}).")
         lines.append("")
     return "\n".join(lines)
