@@ -134,7 +134,7 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     stamps = np.array([r["timestamp"] for r in rows])
     alarms = {d: np.array([bool(r[f"{d}_vote"]) for r in rows]) for d in DETECTORS}
     alarms["vote"] = np.array([r["verdict"] == "critical" for r in rows])
-    summary = {"series": name, "baseline_rows": n, "replayed": len(rows),
+    summary = {"series": name, "baseline_rows": n, "replayed": len(rows), "windows": [list(w) for w in windows],
                "results": {k: score_alarms(stamps, a, windows, WINDOW) for k, a in alarms.items()},
                "thresholds": {d: next((r[f"{d}_threshold"] for r in rows if r[f"{d}_threshold"] is not None), None)
                               for d in DETECTORS},

@@ -1,6 +1,7 @@
 """The whole evaluation, one command: NAB artificial series, SKAB temperature channels (and
 SKAB anomaly-free), and simulator streams with injected faults, every one replayed by
-`scripts.evaluate` with the same parameters; then the per-group table of ``docs/detection.md``.
+`scripts.evaluate` with the same parameters; then the per-group table of ``docs/detection.md``
+and the independence report (`scripts.independence`).
 
 ``python -m scripts.evaluate --suite --data-dir ../shared/eval/data --out out/eval --table out/eval/table.md``
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scripts import independence
 from scripts.evaluate import DETECTORS
 from scripts.evaluate import WINDOW
 from scripts.evaluate import evaluate
@@ -79,6 +81,8 @@ def run_suite(data_dir: Path, out: Path, table: Path | None = None, only: str | 
     body = {"series": summaries, "groups": totals, "elapsed_s": round(time.monotonic() - started)}
     (out / "suite.json").write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
     markdown = render(totals)
+    if not only:  # how independently the detectors err, over the whole suite
+        markdown += "\n" + independence.render(independence.write(out))
     (out / "table.md").write_text(markdown, encoding="utf-8")
     if table:
         write_table(table, markdown)
