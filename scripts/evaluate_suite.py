@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts import independence
 from scripts.evaluate import DETECTORS
 from scripts.evaluate import WINDOW
 from scripts.evaluate import evaluate
@@ -66,6 +65,8 @@ def run_suite(data_dir: Path, out: Path, table: Path | None = None, only: str | 
               false_alarm_rate: float = 0.002) -> dict:
     """Evaluate every series; write ``suite.json`` and the markdown table."""
     from tqdm import tqdm
+
+    from scripts import independence  # imported here: it imports this module's scoring helpers
 
     out.mkdir(parents=True, exist_ok=True)
     everything = [s for s in series_list(data_dir) if not only or only in s[1]]
@@ -121,15 +122,8 @@ def aggregate(summaries: list[dict]) -> dict:
                     g["delays"].append(r["mean_delay_s"])
                 if r["nab_standard"] is not None:
                     g["nab"].append(r["nab_standard"])
-        for key in (summary["group"], "all series"):
-            curves = groups[key].setdefault("sweep", {})
-            for detector, curve in summary.get("sweep", {}).items():
-                total = curves.setdefault(detector, [[factor, 0, 0] for factor, _, _ in curve])
-                for point, (_, caught, false) in zip(total, curve):
-                    point[1] += caught
-                    point[2] += false
-    for group in groups.values():
-        curves = group.pop("sweep", {})
+    for key, group in groups.items():
+        curves = sum_curves(s.get("sweep", {}) for s in summaries if key in (s["group"], "all series"))
         for g in group.values():
             g["false_alarms_per_day"] = round(g["false_alarms"] / g["days"], 2) if g["days"] else 0.0
             g["mean_delay_s"] = round(float(np.mean(g.pop("delays"))), 1) if g["delays"] else None
@@ -138,6 +132,22 @@ def aggregate(summaries: list[dict]) -> dict:
         for detector, curve in curves.items():
             group[detector]["at_vote_recall"] = at_recall(curve, group["vote"]["caught"])
     return groups
+
+
+def sum_curves(sweeps) -> dict[str, list[list]]:
+    """Per detector, several series' sweeps added up point by point: [factor, caught, false alarms].
+
+    >>> sum_curves([{"lstm": [[1.0, 2, 5]]}, {"lstm": [[1.0, 1, 3]]}])
+    {'lstm': [[1.0, 3, 8]]}
+    """
+    summed: dict[str, list[list]] = {}
+    for sweep in sweeps:
+        for detector, curve in sweep.items():
+            total = summed.setdefault(detector, [[factor, 0, 0] for factor, _, _ in curve])
+            for point, (_, caught, false) in zip(total, curve):
+                point[1] += caught
+                point[2] += false
+    return summed
 
 
 def at_recall(curve: list[list], caught: int) -> dict | None:

@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from scripts.evaluate import DETECTORS
-from scripts.evaluate import SWEEP
 from scripts.evaluate import WINDOW
+from scripts.evaluate_suite import at_recall
+from scripts.evaluate_suite import sum_curves
 
 GRID = (0.75, 1.0, 1.25, 1.5, 2.0, 3.0)  # per-detector threshold factors of the calibration bound
 REQUIRED = 3  # the vote the evaluation replays (VOTE_REQUIRED's default)
@@ -42,8 +43,9 @@ class Series:
     over its threshold (a vote is a ratio above 1; an abstention is NaN and never votes)."""
 
     def __init__(self, stamps: np.ndarray, windows: list[tuple[float, float]], ratios: np.ndarray,
-                 vote: np.ndarray):
+                 vote: np.ndarray, sweep: dict[str, list[list]] | None = None):
         self.stamps, self.windows, self.ratios, self.vote = stamps, windows, ratios, vote
+        self.sweep = sweep or {}  # each detector alone, from `scripts.evaluate.sweep`
         self.spans = [(int(np.searchsorted(stamps, s, "left")), int(np.searchsorted(stamps, e, "right")))
                       for s, e in windows]
         self.labelled = np.zeros(len(stamps), dtype=bool)
@@ -63,7 +65,7 @@ class Series:
                 scores = [float(r[f"{d}_score"]) if r[f"{d}_score"] not in ("", "None") else np.nan for r in rows]
                 ratios[:, j] = np.asarray(scores) / threshold
         vote = np.array([r["verdict"] == "critical" for r in rows])
-        return cls(stamps, [tuple(w) for w in summary["windows"]], ratios, vote)
+        return cls(stamps, [tuple(w) for w in summary["windows"]], ratios, vote, summary["sweep"])
 
     def count(self, alarms: np.ndarray) -> tuple[int, int]:
         """Windows caught and false-alarm incidents, as `score_alarms` counts them."""
@@ -87,29 +89,14 @@ def total(series: list[Series], alarms_of) -> tuple[int, int]:
     return sum(c for c, _ in counts), sum(f for _, f in counts)
 
 
-def curves(series: list[Series]) -> dict[str, list[tuple[float, int, int]]]:
-    """Each detector alone, its threshold times every factor of `SWEEP`: (factor, caught, false)."""
-    return {d: [(f, *total(series, lambda s, j=j, f=f: votes(s.ratios[:, j], f))) for f in SWEEP]
-            for j, d in enumerate(DETECTORS)}
-
-
-def best_single(singles: dict, caught: int) -> tuple[str, int] | None:
-    """The detector with the fewest false alarms at its strictest factor catching `caught`."""
-    found = []
-    for d, curve in singles.items():
-        able = [p for p in curve if p[1] >= caught]
-        if able:
-            found.append((max(able)[2], d))
-    return (min(found)[1], min(found)[0]) if found else None
-
-
 def ratio(caught_false: tuple[int, int], singles: dict) -> dict:
     """A vote's (caught, false alarms) against the best single detector at its recall."""
     caught, false = caught_false
-    name, best_false = best_single(singles, caught) or (None, None)
-    value = round(false / best_false, 3) if best_false else None
-    return {"caught": caught, "false_alarms": false, "best": name, "best_false_alarms": best_false,
-            "ratio": value}
+    matched = {d: m for d, curve in singles.items() if (m := at_recall(curve, caught))}
+    best = min(matched, key=lambda d: matched[d]["false_alarms"], default=None)
+    best_false = matched[best]["false_alarms"] if best else None
+    return {"caught": caught, "false_alarms": false, "best": best, "best_false_alarms": best_false,
+            "ratio": round(false / best_false, 3) if best_false else None}
 
 
 def co_alarms(series: list[Series]) -> np.ndarray:
@@ -123,7 +110,7 @@ def co_alarms(series: list[Series]) -> np.ndarray:
 def report(folder: Path, progress=None) -> dict:
     """Everything the module docstring lists, for the suite under `folder`."""
     series = [Series.read(p.parent) for p in sorted(folder.glob("*/verdicts.csv"))]
-    singles = curves(series)
+    singles = sum_curves(s.sweep for s in series)
     vote = ratio(total(series, lambda s: s.vote), singles)
     grid = list(itertools.product(GRID, repeat=len(DETECTORS)))
     best = None
@@ -143,7 +130,7 @@ def report(folder: Path, progress=None) -> dict:
     return {"series": len(series), "vote": vote, "co_alarms": {a: dict(zip(DETECTORS, np.round(row, 3).tolist()))
                                                                for a, row in zip(DETECTORS, co_alarms(series))},
             "calibration_bound": best, "perfect_in_seat": perfect,
-            "curves": {d: [list(p) for p in c] for d, c in singles.items()}}
+            "curves": singles}
 
 
 def render(found: dict) -> str:

@@ -8,6 +8,7 @@ from datetime import timezone
 
 import numpy as np
 
+from scripts import evaluate
 from scripts import independence
 from scripts.evaluate import DETECTORS
 from scripts.evaluate import WINDOW
@@ -64,7 +65,11 @@ def _write_suite(folder, rng, shared_noise: bool):
         raw = scores * np.array([thresholds[d] for d in DETECTORS])
         series = folder / f"series{k}"
         series.mkdir(parents=True)
-        (series / "summary.json").write_text(json.dumps({"thresholds": thresholds, "windows": windows}))
+        rows = [{"timestamp": t, **{f"{d}_score": v for d, v in zip(DETECTORS, row)},
+                 **{f"{d}_threshold": thresholds[d] for d in DETECTORS}} for t, row in zip(stamps, raw)]
+        sweep = evaluate.sweep(rows, stamps, [tuple(w) for w in windows])
+        (series / "summary.json").write_text(json.dumps({"thresholds": thresholds, "windows": windows,
+                                                         "sweep": sweep}))
         with open(series / "verdicts.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["timestamp", "verdict"] + [f"{d}_score" for d in DETECTORS])
