@@ -278,14 +278,15 @@ class EdgeNode:
         reading = self._measure(trigger["round"], trigger["epoch"])
         if reading is None:
             return
+        # Logged as measured before the put: a put that fails on a connection loss may still
+        # have created its entry, which the leader then counts.
+        self.events.write("reading", epoch=reading.epoch, round=reading.round, value=reading.value,
+                          measured_at=reading.measured_at)
         try:
             queue.put(reading.to_bytes())
         except KazooException as exc:
             self.counts.add("put_failed")
-            log.warning("reading for round %d not queued: %s", reading.round, exc.__class__.__name__)
-            return
-        self.events.write("reading", epoch=reading.epoch, round=reading.round, value=reading.value,
-                          measured_at=reading.measured_at)
+            log.warning("reading for round %d may not be queued: %s", reading.round, exc.__class__.__name__)
 
     def _measure(self, round_: int, epoch: int) -> Reading | None:
         try:

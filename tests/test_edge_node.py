@@ -126,6 +126,28 @@ def test_old_round_readings_are_counted_never_used(zk, nodes, receiver, tmp_path
     assert all(r["node_id"] != "ghost" for s in receiver.stored for r in s.doc["readings"])
 
 
+def test_a_reading_is_logged_as_measured_even_when_its_put_is_lost(zk, nodes, receiver, tmp_path):
+    """A connection loss can hide a create that landed; the leader will count that reading,
+    so the event log must already say it was measured for that round (invariant I5)."""
+    from kazoo.exceptions import ConnectionLoss
+
+    class LandedThenLost:
+        def __init__(self, queue):
+            self.queue = queue
+
+        def put(self, value):
+            self.queue.put(value)
+            raise ConnectionLoss()
+
+    node = nodes("n1", "const:20.7")
+    _leader([node])
+    landed = LandedThenLost(LockingQueue(zk, f"{BASE}/queue"))
+    node._answer(landed, {"epoch": 99, "round": 5})
+    assert node.counts["put_failed"] == 1
+    assert [(e["epoch"], e["round"], e["value"]) for e in _events(tmp_path)
+            if e["kind"] == "reading" and e["epoch"] == 99] == [(99, 5, 20.7)]
+
+
 def test_a_stale_epoch_answer_makes_the_leader_step_down_and_rejoin(zk, nodes, receiver):
     receiver._newest["g1"] = 2  # the web tier has already accepted epoch 2 from some leader
     node = nodes("n1")
