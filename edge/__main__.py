@@ -15,6 +15,7 @@ import threading
 from kazoo.client import KazooClient
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
+from kazoo.security import make_digest_acl
 
 from edge.config import EdgeSettings
 from edge.config import log_level
@@ -28,12 +29,22 @@ CONNECT_TIMEOUT_S = 30.0
 
 
 def make_client(settings: EdgeSettings) -> KazooClient:
-    """The process's ZooKeeper client: reconnect backoff capped at 1 s, bounded command retry."""
+    """The process's ZooKeeper client: reconnect backoff capped at 1 s, bounded command retry.
+
+    With `settings.zk_auth` it authenticates by digest (again on every reconnect) and creates
+    each znode (recipes' locks, queue entries and ephemerals included) with full rights for
+    that user and none for anyone else.
+    """
+    acl = {}
+    if settings.zk_auth:
+        user, _, password = settings.zk_auth.partition(":")
+        acl = dict(auth_data=[("digest", settings.zk_auth)], default_acl=[make_digest_acl(user, password, all=True)])
     return KazooClient(
         hosts=settings.zk_hosts,
         timeout=settings.session_timeout_s,
         connection_retry=KazooRetry(max_tries=-1, delay=0.05, backoff=2, max_delay=1.0),
         command_retry=KazooRetry(max_tries=4, delay=0.05, backoff=2, max_delay=1.0),
+        **acl,
     )
 
 
@@ -55,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log.info("connected to ZooKeeper %s (session timeout requested %.1f s; the server clamps it to "
              "[2, 20] x tickTime)", settings.zk_hosts, settings.session_timeout_s)
+    if not settings.zk_auth:
+        log.warning("no ZK_AUTH: the znodes this node creates are open to any ZooKeeper client")
     node = EdgeNode(zk, settings, source, EventLog(settings.event_log, settings.node_id))
     node.start()
     while not stopping.is_set() and not node.crashed.is_set():

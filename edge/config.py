@@ -8,13 +8,15 @@ run time (period, URLs, timeouts, fusion bound) are *defaults* here and live in 
 Environment (each overridden by its option): ``ZK_HOSTS``, ``ZK_ROOT`` (``/aeroguard``),
 ``EDGE_GROUP``, ``EDGE_NODE_ID``, ``EDGE_SESSION_TIMEOUT_S`` (5), ``EDGE_SOURCE`` (``sim``),
 ``EDGE_SPOOL_DIR``, ``EDGE_SPOOL_MAX`` (100000), ``EDGE_EVENT_LOG``, ``AEROGUARD_API_URLS``
-(comma-separated, used until ZooKeeper holds a config), ``AEROGUARD_API_KEY``,
-``EDGE_PERIOD_S`` (1.0), ``LOG_LEVEL``.
+(comma-separated, used until ZooKeeper holds a config), ``AEROGUARD_API_KEY`` (an ingest
+key valid for the group), ``ZK_AUTH`` or ``ZK_AUTH_FILE`` (``user:password``, ZooKeeper digest
+credentials shared with the web tier), ``EDGE_PERIOD_S`` (1.0), ``LOG_LEVEL``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -42,7 +44,10 @@ class EdgeSettings:
     spool_dir, spool_max
         Durable on-disk spool for aggregates no web replica accepted, and its bound.
     api_key
-        Sent as ``X-API-Key`` when set.
+        Sent as ``X-API-Key`` when set: an ingest key valid for `group` (never an admin key).
+    zk_auth
+        ``user:password``: ZooKeeper digest credentials; every znode the node creates is then
+        readable and writable by that user only. None: the tree is open (local demo, tests).
     defaults
         Hot-config defaults (``sampling_period_s``, ``api_urls``, ...) used until ZooKeeper
         holds a config; ZooKeeper's values override them key by key.
@@ -58,7 +63,8 @@ class EdgeSettings:
     source: str = "sim"
     spool_dir: str = ""
     spool_max: int = 100_000
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    zk_auth: str | None = field(default=None, repr=False)
     defaults: Mapping[str, object] = field(default_factory=dict)
     event_log: str | None = None
     hostname: str = field(default_factory=socket.gethostname)
@@ -74,6 +80,8 @@ class EdgeSettings:
             raise ValueError("session_timeout_s must be within [1, 60]")
         if self.spool_max < 1:
             raise ValueError("spool_max must be at least 1")
+        if self.zk_auth is not None and not re.fullmatch(r"[^:\s]+:\S+", self.zk_auth):
+            raise ValueError("zk_auth must be user:password (ZK_AUTH)")
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None,
@@ -89,7 +97,16 @@ class EdgeSettings:
         return cls(group=args.group, node_id=args.node_id, zk_hosts=args.zk, zk_root=args.zk_root,
                    session_timeout_s=args.session_timeout, source=args.source, spool_dir=spool,
                    spool_max=args.spool_max, api_key=env.get("AEROGUARD_API_KEY") or None,
-                   defaults=defaults, event_log=args.event_log or None)
+                   zk_auth=_secret(env, "ZK_AUTH"), defaults=defaults, event_log=args.event_log or None)
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """The value of `name`, or the first line of the file named by ``<name>_FILE``."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().strip() or None
+    return env.get(name) or None
 
 
 def log_level(environ: Mapping[str, str] | None = None) -> str:

@@ -27,7 +27,7 @@ KEY = "test-key-1"
 
 @pytest.fixture
 def cluster_app(settings, zk, zk_hosts):
-    app = create_app(settings.replace(zk_hosts=zk_hosts + zk.chroot, api_keys=(KEY,)))
+    app = create_app(settings.replace(zk_hosts=zk_hosts + zk.chroot, api_keys=(KEY,), admin_keys=(KEY,)))
     wait_until(lambda: app.extensions["zk"].connected, 10, "the web tier's ZooKeeper client")
     yield app
     app.extensions["zk"].stop()

@@ -22,7 +22,8 @@ EXAMPLES_PER_OPERATION = 30
 # schemathesis 4.32's strategies use the random module, which Hypothesis deprecates.
 @pytest.mark.filterwarnings("ignore:Do not use the .random. module inside strategies")
 def test_no_operation_answers_5xx(settings, zk_hosts, test_id, zk):
-    app = create_app(settings.replace(zk_hosts=zk_hosts, zk_root=f"/t-{test_id}/aeroguard", api_keys=("k1",)))
+    app = create_app(settings.replace(zk_hosts=zk_hosts, zk_root=f"/t-{test_id}/aeroguard", api_keys=("k1",),
+                                        admin_keys=("k1",)))
     try:
         schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]

@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         Tests pass their own; otherwise they are read from the environment once, here.
     """
     settings = settings or Settings.from_env()
+    settings.check_secrets()  # production without keys or ZooKeeper credentials never starts
     app = Flask(__name__)
     app.json = JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(dashboard.bp)
     _register_handlers(app)
-    if settings.env == "local" and not settings.api_keys:
+    if settings.env == "local" and settings.ingest_open:
         log.warning("no API keys configured: ingest endpoints are open (local demo only)")
     return app
 
@@ -127,15 +128,22 @@ def make_zookeeper(settings: Settings):
     """A started kazoo client for the cluster view and hot configuration, or None.
 
     It connects in the background so the web tier serves readings while ZooKeeper is away.
+    With ``ZK_AUTH`` (``user:password``) it authenticates by digest and creates every znode
+    readable and writable by that user only (the edge nodes use the same credentials).
     """
     if not settings.zk_hosts:
         return None
     from kazoo.client import KazooClient
     from kazoo.retry import KazooRetry
+    from kazoo.security import make_digest_acl
 
+    acl = {}
+    if settings.zk_auth:
+        user, _, password = settings.zk_auth.partition(":")
+        acl = dict(auth_data=[("digest", settings.zk_auth)], default_acl=[make_digest_acl(user, password, all=True)])
     zk = KazooClient(hosts=settings.zk_hosts, timeout=6.0,
                      connection_retry=KazooRetry(max_tries=-1, max_delay=2.0),
-                     command_retry=KazooRetry(max_tries=3, max_delay=1.0))
+                     command_retry=KazooRetry(max_tries=3, max_delay=1.0), **acl)
     zk.start_async()
     return zk
 

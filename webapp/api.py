@@ -8,7 +8,7 @@ from flask import current_app
 from flask import request
 
 from webapp import metrics
-from webapp.auth import check_api_key
+from webapp.auth import check_ingest_key
 from webapp.errors import BadInput
 from webapp.judging import judge_newest
 from webapp.responses import respond
@@ -36,7 +36,7 @@ def _store_reading(source: str) -> tuple[str, float, int]:
     """Check the key, parse ``sensor`` and ``dato``, store the reading: (sensor, value, timestamp)."""
     ext, args = current_app.extensions, request.args  # the hottest path: resolve each proxy once
     settings = ext["settings"]
-    check_api_key(settings, required=False)
+    check_ingest_key(settings, [args.get("sensor", settings.default_sensor)])
     sensor = sensor_id(args.get("sensor", settings.default_sensor))
     value = parse_value(args.get("dato"))
     stored = ext["store"].append_reading(sensor, _now_ms(), value)
@@ -86,7 +86,7 @@ def detectar():
 def ingest():
     """Aggregates from edge leaders, one object or a list; idempotent by group:epoch:round."""
     settings = _ext("settings")
-    check_api_key(settings, required=False)
+    check_ingest_key(settings)
     body = request.get_json(silent=True)
     if body is None:
         raise BadInput("body must be JSON (Content-Type: application/json)")
@@ -95,6 +95,7 @@ def ingest():
         raise BadInput(f"send 1 to {settings.max_aggregates_per_request} aggregates")
     now = _now_ms()
     aggregates = [parse_aggregate(item, now, int(settings.max_future_skew_s * 1000)) for item in items]
+    check_ingest_key(settings, {aggregate.group for aggregate in aggregates})
     results = [_ingest_one(aggregate) for aggregate in aggregates]
     codes = [code for _, code in results]
     status = 409 if 409 in codes else 201 if 201 in codes else 200

@@ -2,24 +2,25 @@
 
 Reads ZooKeeper's AeroGuard tree (ARCHITECTURE.md, "ZooKeeper layout") with the app's kazoo
 client (``app.extensions["zk"]``; None when ``ZK_HOSTS`` is unset, answered 503), and writes
-the hot configuration the edge nodes watch. The config rules are a copy of the edge's
-(``edge/hotconfig.py``: the web tier never imports the edge); ``tests/test_cluster_api.py``
-checks both copies on one table of cases. Nothing here creates znodes on a read.
+the hot configuration the edge nodes watch. The config rules are the contract the edge loads
+too (``contracts/config.py``; the web tier never imports the edge): a write is refused unless
+its merge with the documents already in ZooKeeper is a config every node will apply.
+Nothing here creates znodes on a read.
 """
 from __future__ import annotations
 
 import json
-import math
-from urllib.parse import urlparse
+from collections.abc import Iterable
 
 from flask import Blueprint
 from flask import current_app
 from flask import request
 from kazoo.exceptions import KazooException
-from kazoo.exceptions import NodeExistsError
 from kazoo.exceptions import NoNodeError
 
-from webapp.auth import check_api_key
+from webapp.auth import check_admin_key
+from contracts import ContractError
+from contracts import config as contract
 from webapp.errors import BadInput
 from webapp.errors import DependencyUnavailable
 from webapp.responses import respond
@@ -27,48 +28,82 @@ from webapp.validation import sensor_id
 
 bp = Blueprint("cluster", __name__)
 
-MAX_URLS = 16
-_LIMITS = {"sampling_period_s": (0.0, 3600.0), "round_timeout_s": (0.0, 3600.0),
-           "fusion_k": (0.0, 100.0), "http_timeout_s": (0.0, 60.0)}
+# A write re-reads and retries when another write changed a document it was judged with.
+WRITE_ATTEMPTS = 3
 
 
-def validate_config(doc: object) -> dict:
-    """Check one config document by the edge's rules; raise `BadInput` naming the key.
+def validate_config(doc: object, hosts: Iterable[str] | None = None) -> dict:
+    """Check one config document by the contract, alone and merged over the defaults.
+
+    `hosts` is the allow-list of ``api_urls`` hosts (``CONFIG_URL_HOSTS``; None: any host).
+    Raises `BadInput` naming the key.
 
     >>> validate_config({"sampling_period_s": 2, "api_urls": ["http://web:8000"]})
     {'sampling_period_s': 2, 'api_urls': ['http://web:8000']}
+    >>> validate_config({"round_timeout_s": 5})
+    Traceback (most recent call last):
+    webapp.errors.BadInput: round_timeout_s must not exceed sampling_period_s (5 > 1)
     """
-    if not isinstance(doc, dict):
-        raise BadInput("config must be a JSON object")
-    unknown = sorted(set(doc) - set(_LIMITS) - {"api_urls", "fusion_min_spread"})
-    if unknown:
-        raise BadInput(f"unknown config key(s): {', '.join(unknown)}")
-    for key, (low, high) in _LIMITS.items():
-        if key in doc and not (_number(doc[key]) and low < doc[key] <= high):
-            raise BadInput(f"{key} must be a number in ({low:g}, {high:g}]")
-    if "fusion_min_spread" in doc and not (_number(doc["fusion_min_spread"]) and doc["fusion_min_spread"] >= 0):
-        raise BadInput("fusion_min_spread must be a finite number >= 0")
-    if "api_urls" in doc:
-        _check_urls(doc["api_urls"])
-    period = doc.get("sampling_period_s")
-    if period is not None and doc.get("round_timeout_s", 0) > period:
-        raise BadInput("round_timeout_s must not exceed sampling_period_s")
-    if period is not None and doc.get("http_timeout_s", 0) >= period:
-        raise BadInput("http_timeout_s must be below sampling_period_s")
+    try:
+        contract.merge(contract.check_document(doc, hosts))
+    except ContractError as exc:
+        raise BadInput(str(exc)) from None
     return doc
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _document(zk, path: str) -> tuple[dict, int | None]:
+    """The checked values of the config document at `path` and its version (None: absent).
+
+    A document the contract refuses counts as empty, as on a node that started after it.
+    """
+    try:
+        data, stat = zk.get(path)
+    except NoNodeError:
+        return {}, None
+    try:
+        return contract.check_document(json.loads(data) if data else {}), stat.version
+    except (ValueError, ContractError):
+        return {}, stat.version
 
 
-def _check_urls(urls: object) -> None:
-    if not isinstance(urls, list) or len(urls) > MAX_URLS:
-        raise BadInput(f"api_urls must be a list of at most {MAX_URLS} URLs")
-    for url in urls:
-        parsed = urlparse(url) if isinstance(url, str) else None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise BadInput(f"api_urls: {url!r} is not an http(s) URL")
+def _documents(zk, root: str, group: str | None) -> dict[str, tuple[dict, int | None]]:
+    """The documents a write to the cluster config (`group` None) or a group's is merged with."""
+    groups = [group] if group is not None else _children(zk, f"{root}/groups")
+    paths = [f"{root}/config", *(f"{root}/groups/{name}/config" for name in groups)]
+    return {path: _document(zk, path) for path in paths}
+
+
+def _check_merges(doc: dict, path: str, root: str, seen: dict[str, tuple[dict, int | None]]) -> None:
+    """`BadInput` unless `doc` at `path` merges into a valid config for every group it reaches."""
+    cluster = f"{root}/config"
+    merges = ([(other, (doc, values)) for other, (values, _) in seen.items() if other != cluster]
+              if path == cluster else [(cluster, (seen[cluster][0], doc))])
+    for other, layers in merges:
+        try:
+            contract.merge(*layers)
+        except ContractError as exc:
+            raise BadInput(f"{exc} (merged with {other})") from None
+
+
+def _commit(zk, path: str, data: bytes, seen: dict[str, tuple[dict, int | None]]) -> int | None:
+    """Write `data` at `path` if no document in `seen` changed since it was read; its new version.
+
+    None when one changed (or appeared) meanwhile: judge again.
+    """
+    transaction = zk.transaction()
+    for other, (_, version) in seen.items():
+        if other != path and version is not None:
+            transaction.check(other, version)
+    version = seen[path][1]
+    if version is None:
+        zk.ensure_path(path.rsplit("/", 1)[0])
+        transaction.create(path, data)
+    else:
+        transaction.set_data(path, data, version=version)
+    results = transaction.commit()
+    if any(isinstance(result, Exception) for result in results):
+        return None
+    return 0 if version is None else results[-1].version
 
 
 def _zk():
@@ -144,23 +179,23 @@ def cluster():
 def put_config():
     """Replace the cluster config (or one group's with ``?group=G``); needs ``X-API-Key``."""
     settings = current_app.extensions["settings"]
-    check_api_key(settings, required=True)
+    check_admin_key(settings)
     body = request.get_json(silent=True)
     if body is None:
         raise BadInput("body must be a JSON object (Content-Type: application/json)")
-    doc = validate_config(body)
+    doc = validate_config(body, settings.config_url_hosts or None)
     group = request.args.get("group")
-    path = f"{settings.zk_root}/config"
-    if group is not None:
-        path = f"{settings.zk_root}/groups/{sensor_id(group, 'group')}/config"
+    root = settings.zk_root
+    path = f"{root}/config" if group is None else f"{root}/groups/{sensor_id(group, 'group')}/config"
     zk = _zk()
     data = json.dumps(doc).encode()
     try:
-        try:
-            zk.create(path, data, makepath=True)
-        except NodeExistsError:
-            zk.set(path, data)
-        _, stat = zk.get(path)
+        for _ in range(WRITE_ATTEMPTS):
+            seen = _documents(zk, root, group)
+            _check_merges(contract.check_document(doc), path, root, seen)
+            version = _commit(zk, path, data, seen)
+            if version is not None:
+                return respond({"path": path, "config": doc, "version": version}, 200)
     except KazooException as exc:
         raise DependencyUnavailable(f"ZooKeeper write failed: {exc.__class__.__name__}") from exc
-    return respond({"path": path, "config": doc, "version": stat.version}, 200)
+    raise DependencyUnavailable("the config changed during the write; retry")

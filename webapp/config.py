@@ -9,12 +9,14 @@ import dataclasses
 import json
 import math
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 
 SENSOR_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
+ENVIRONMENTS = ("production", "local", "test")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Settings:
     key_prefix: str = "ag:"
     zk_hosts: str = ""
     zk_root: str = "/aeroguard"
+    # Hosts PUT /api/v1/config may point the edge at (api_urls); empty: any host.
+    config_url_hosts: tuple[str, ...] = ()
     default_sensor: str = "default"
     window_size: int = 10
     vote_required: int = 3
@@ -79,7 +83,10 @@ class Settings:
     list_default_count: int = 100
     list_max_count: int = 10_000
     max_aggregates_per_request: int = 100
-    max_future_skew_s: float = 60.0
+    max_future_skew_s: float = 5.0
+    max_sensors: int = 10_000
+    sensor_idle_days: float = 30.0
+    idempotency_window_s: float = 600.0
     model_name: str = "autoencoder"
     serving_host: str = ""
     threshold: float | None = None
@@ -92,7 +99,10 @@ class Settings:
     models_dir: str = "serving/models"
     physical: PhysicalLimits = field(default_factory=PhysicalLimits)
     physical_per_sensor: Mapping[str, PhysicalLimits] = field(default_factory=dict)
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    group_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)
+    zk_auth: str | None = field(default=None, repr=False)
     alert_urls: tuple[str, ...] = ()
     alert_min_interval_s: float = 300.0
     alert_timeout_s: float = 3.0
@@ -109,10 +119,42 @@ class Settings:
             raise ValueError("drift_tau must be 0 (off) or at least 1 reading")
         if self.retention_days <= 0:
             raise ValueError("retention_days must be positive")
+        if self.max_sensors < 0 or self.sensor_idle_days <= 0 or self.idempotency_window_s <= 0:
+            raise ValueError("max_sensors must be >= 0 (0: no quota), sensor_idle_days and "
+                             "idempotency_window_s positive")
         if self.inference_backend not in ("", "grpc", "rest", "inprocess"):
             raise ValueError("inference_backend must be grpc, rest or inprocess (empty: grpc with SERVING_HOST)")
         if self.inference_timeout_s <= 0:
             raise ValueError("inference_timeout_s must be positive")
+        if self.env not in ENVIRONMENTS:
+            raise ValueError(f"AEROGUARD_ENV must be one of {', '.join(ENVIRONMENTS)}")
+        if self.zk_auth is not None and not re.fullmatch(r"[^:\s]+:\S+", self.zk_auth):
+            raise ValueError("ZK_AUTH must be user:password")
+
+    @property
+    def ingest_open(self) -> bool:
+        """True when no ingest key is configured: the ingest endpoints take any request."""
+        return not self.api_keys and not any(self.group_keys.values())
+
+    def check_secrets(self) -> None:
+        """In production, raise `ValueError` unless the secrets a safe start needs are set.
+
+        Production needs ingest keys (``API_KEYS``: an empty or blank keys file is none), admin
+        keys distinct from them, and ZooKeeper credentials (``ZK_AUTH``) when ``ZK_HOSTS`` is
+        set. The local demo and the tests run without them.
+        """
+        if self.env != "production":
+            return
+        problems = []
+        if self.ingest_open:
+            problems.append("no ingest key (API_KEYS or API_KEYS_FILE holds none): ingest would be open")
+        ingest = set(self.api_keys).union(*self.group_keys.values())
+        if ingest & set(self.admin_keys):
+            problems.append("an ADMIN_KEYS key is also an ingest key (API_KEYS): use separate keys")
+        if self.zk_hosts and not self.zk_auth:
+            problems.append("ZK_HOSTS is set without ZK_AUTH or ZK_AUTH_FILE: the ZooKeeper tree would be open")
+        if problems:
+            raise ValueError("refusing to start with AEROGUARD_ENV=production: " + "; ".join(problems))
 
     def limits_for(self, sensor: str) -> PhysicalLimits:
         """The physical limits of `sensor`: its own, or the default ones."""
@@ -143,6 +185,7 @@ class Settings:
             key_prefix=env.get("AEROGUARD_KEY_PREFIX", defaults.key_prefix),
             zk_hosts=env.get("ZK_HOSTS", ""),
             zk_root=env.get("ZK_ROOT", defaults.zk_root),
+            config_url_hosts=tuple(h.strip() for h in env.get("CONFIG_URL_HOSTS", "").split(",") if h.strip()),
             default_sensor=env.get("DEFAULT_SENSOR", defaults.default_sensor),
             window_size=int(env.get("WINDOW_SIZE", defaults.window_size)),
             vote_required=int(env.get("VOTE_REQUIRED", defaults.vote_required)),
@@ -153,6 +196,9 @@ class Settings:
             events_max=int(env.get("EVENTS_MAX", defaults.events_max)),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", defaults.max_body_bytes)),
             max_future_skew_s=float(env.get("MAX_FUTURE_SKEW_S", defaults.max_future_skew_s)),
+            max_sensors=int(env.get("MAX_SENSORS", defaults.max_sensors)),
+            sensor_idle_days=float(env.get("SENSOR_IDLE_DAYS", defaults.sensor_idle_days)),
+            idempotency_window_s=float(env.get("IDEMPOTENCY_WINDOW_S", defaults.idempotency_window_s)),
             list_max_count=int(env.get("LIST_MAX_COUNT", defaults.list_max_count)),
             model_name=env.get("MODEL_NAME", defaults.model_name),
             serving_host=env.get("SERVING_HOST", ""),
@@ -169,7 +215,9 @@ class Settings:
                 sensor: _limits(json.dumps(spec), defaults.physical)
                 for sensor, spec in json.loads(env.get("SENSOR_LIMITS") or "{}").items()
             },
-            api_keys=_api_keys(env),
+            **_ingest_keys(env),
+            admin_keys=_admin_keys(env),
+            zk_auth=_secret(env, "ZK_AUTH"),
             alert_urls=tuple(u.strip() for u in env.get("ALERT_URLS", "").split(",") if u.strip()),
             alert_min_interval_s=float(env.get("ALERT_MIN_INTERVAL_S", defaults.alert_min_interval_s)),
             alert_timeout_s=float(env.get("ALERT_TIMEOUT_S", defaults.alert_timeout_s)),
@@ -209,11 +257,41 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name) or None
 
 
-def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
-    """API keys from ``API_KEYS`` (comma-separated) and ``API_KEYS_FILE`` (one per line)."""
-    keys = [k.strip() for k in env.get("API_KEYS", "").split(",")]
-    path = env.get("API_KEYS_FILE")
+def _lines(env: Mapping[str, str], name: str) -> list[str]:
+    """Entries of ``<name>`` (comma-separated) and of the file ``<name>_FILE`` (one a line), blanks dropped."""
+    entries = env.get(name, "").split(",")
+    path = env.get(f"{name}_FILE")
     if path:
         with open(path, encoding="utf-8") as handle:
-            keys.extend(line.strip() for line in handle)
-    return tuple(k for k in keys if k)
+            entries.extend(handle)
+    return [entry.strip() for entry in entries if entry.strip()]
+
+
+def _ingest_keys(env: Mapping[str, str]) -> dict[str, object]:
+    """``api_keys`` and ``group_keys`` from ``API_KEYS``/``API_KEYS_FILE``.
+
+    An entry ``KEY`` or ``* KEY`` is valid for every group and sensor; ``GROUP KEY`` for that
+    group (or ``/nuevo`` sensor id) only.
+
+    >>> _ingest_keys({"API_KEYS": "k0, * k1, boiler-1 k2"})
+    {'api_keys': ('k0', 'k1'), 'group_keys': {'boiler-1': ('k2',)}}
+    """
+    every: list[str] = []
+    groups: dict[str, tuple[str, ...]] = {}
+    for entry in _lines(env, "API_KEYS"):
+        fields = entry.split()
+        if len(fields) > 2 or (len(fields) == 2 and fields[0] != "*" and not re.fullmatch(SENSOR_PATTERN, fields[0])):
+            raise ValueError("API_KEYS: each entry is KEY, * KEY or GROUP KEY")  # never echo a key
+        if len(fields) == 1 or fields[0] == "*":
+            every.append(fields[-1])
+        else:
+            groups[fields[0]] = (*groups.get(fields[0], ()), fields[1])
+    return {"api_keys": tuple(every), "group_keys": groups}
+
+
+def _admin_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Admin keys (``PUT /api/v1/config``) from ``ADMIN_KEYS`` and ``ADMIN_KEYS_FILE``."""
+    keys = _lines(env, "ADMIN_KEYS")
+    if any(len(key.split()) != 1 for key in keys):
+        raise ValueError("ADMIN_KEYS: one key per entry, without spaces")
+    return tuple(keys)
