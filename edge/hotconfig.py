@@ -8,24 +8,23 @@ The merged result is validated again (cross-field rules) and, if bad, the last g
 config stays in force. DataWatch coalesces quick changes and later calls run on kazoo's
 worker thread, so handling is state-based: each call recomputes from the latest data.
 
-The web tier validates the same rules before writing (``webapp/cluster.py`` keeps a copy;
-``tests/test_edge_hotconfig.py`` checks both copies on one table of cases).
+The rules are the config contract (``contracts/config.py``), which the web tier loads too:
+``PUT /api/v1/config`` refuses a document whose merge this module would reject.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
-from urllib.parse import urlparse
+
+from contracts import ContractError
+from contracts import config as contract
 
 log = logging.getLogger(__name__)
-
-MAX_URLS = 16
 
 
 class ConfigError(ValueError):
@@ -48,55 +47,18 @@ class EdgeConfig:
     http_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
-        period = self.sampling_period_s
-        if self.round_timeout_s is not None and self.round_timeout_s > period:
-            raise ConfigError("round_timeout_s must not exceed sampling_period_s")
-        if self.http_timeout_s is not None and self.http_timeout_s >= period:
-            raise ConfigError("http_timeout_s must be below sampling_period_s")
+        try:
+            contract.check_merged(self.__dict__)
+        except ContractError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def round_timeout(self) -> float:
-        return self.round_timeout_s if self.round_timeout_s is not None else 0.8 * self.sampling_period_s
+        return contract.round_timeout(self.__dict__)
 
     @property
     def http_timeout(self) -> float:
-        return self.http_timeout_s if self.http_timeout_s is not None else 0.4 * self.sampling_period_s
-
-
-def _positive(name: str, low: float = 0.0, high: float = 3600.0) -> Callable[[object], float]:
-    def check(value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number")
-        if not low < value <= high:
-            raise ConfigError(f"{name} must be in ({low:g}, {high:g}]")
-        return float(value)
-    return check
-
-
-def _min_spread(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError("fusion_min_spread must be a finite number >= 0")
-    return float(value)
-
-
-def _urls(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or len(value) > MAX_URLS:
-        raise ConfigError(f"api_urls must be a list of at most {MAX_URLS} URLs")
-    for url in value:
-        parsed = urlparse(url) if isinstance(url, str) else None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ConfigError(f"api_urls: {url!r} is not an http(s) URL")
-    return tuple(value)
-
-
-RULES: dict[str, Callable[[object], object]] = {
-    "sampling_period_s": _positive("sampling_period_s"),
-    "round_timeout_s": _positive("round_timeout_s"),
-    "api_urls": _urls,
-    "fusion_k": _positive("fusion_k", high=100.0),
-    "fusion_min_spread": _min_spread,
-    "http_timeout_s": _positive("http_timeout_s", high=60.0),
-}
+        return contract.http_timeout(self.__dict__)
 
 
 def parse_document(data: bytes | str | None) -> dict[str, object]:
@@ -111,10 +73,10 @@ def parse_document(data: bytes | str | None) -> dict[str, object]:
     --------
     >>> parse_document(b'{"sampling_period_s": 2}')
     {'sampling_period_s': 2.0}
-    >>> parse_document(b'{"sampling_period_s": 0}')
+    >>> parse_document(b'{"sampling_period_s": 0.001}')
     Traceback (most recent call last):
     ...
-    edge.hotconfig.ConfigError: sampling_period_s must be in (0, 3600]
+    edge.hotconfig.ConfigError: sampling_period_s must be a number in [0.1, 3600]
     """
     if data is None or data in (b"", ""):
         return {}
@@ -122,12 +84,10 @@ def parse_document(data: bytes | str | None) -> dict[str, object]:
         doc = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"config is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ConfigError("config must be a JSON object")
-    unknown = sorted(set(doc) - set(RULES))
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-    return {key: RULES[key](value) for key, value in doc.items()}
+    try:
+        return contract.check_document(doc)
+    except ContractError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def merge(*layers: Mapping[str, object]) -> EdgeConfig:
@@ -136,12 +96,11 @@ def merge(*layers: Mapping[str, object]) -> EdgeConfig:
     >>> merge({"sampling_period_s": 1.0}, {"sampling_period_s": 0.5}).round_timeout
     0.4
     """
-    values: dict[str, object] = {}
-    for layer in layers:
-        values.update(layer)
-    if "api_urls" in values:
-        values["api_urls"] = tuple(values["api_urls"])
-    return EdgeConfig(**values)
+    try:
+        values = contract.merge(*layers)
+    except ContractError as exc:
+        raise ConfigError(str(exc)) from None
+    return EdgeConfig(**{**values, "api_urls": tuple(values["api_urls"])})
 
 
 @dataclass

@@ -1,16 +1,17 @@
 """The aggregate a leader sends per round, and the reading a node puts on the queue.
 
-The web tier keeps its own copy of these rules (``webapp/validation.py``); a shared test
-(``tests/test_edge_schema.py``) runs both over the same cases so the copies stay honest.
+The rules are the aggregate contract (``contracts/aggregate.py``), which the web tier loads
+too: the edge refuses exactly what the web tier would answer 400 to. This module turns the
+contract's errors into `SchemaError`.
 """
 from __future__ import annotations
 
 import json
-import math
-import re
+import time
 from dataclasses import dataclass
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+from contracts import ContractError
+from contracts import aggregate as contract
 
 
 class SchemaError(ValueError):
@@ -23,23 +24,10 @@ def check_id(value: object, name: str) -> str:
     >>> check_id("boiler-1", "group")
     'boiler-1'
     """
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise SchemaError(f"{name} must match {ID_PATTERN.pattern}")
-    return value
-
-
-def check_count(value: object, name: str) -> int:
-    """Return `value` if it is an int ≥ 0 (not a bool), else raise `SchemaError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SchemaError(f"{name} must be an integer >= 0")
-    return value
-
-
-def check_finite(value: object, name: str) -> float:
-    """Return `value` as a float if it is a finite number, else raise `SchemaError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SchemaError(f"{name} must be a finite number")
-    return float(value)
+    try:
+        return contract.check_id(value, name)
+    except ContractError as exc:
+        raise SchemaError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -65,7 +53,11 @@ class Reading:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Reading:
-        """Parse a queue entry; raise `SchemaError` on anything malformed."""
+        """Parse a queue entry; raise `SchemaError` on anything malformed.
+
+        Ids, integers and the value follow the aggregate contract, so a reading the leader
+        accepts can always be sent (a value beyond ±1e9 is refused here, not by the web tier).
+        """
         try:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
@@ -73,16 +65,22 @@ class Reading:
         if not isinstance(doc, dict):
             raise SchemaError("reading must be a JSON object")
         try:
-            return cls(check_id(doc["node_id"], "node_id"), check_count(doc["round"], "round"),
-                       check_count(doc["epoch"], "epoch"), check_finite(doc["value"], "value"),
-                       check_count(doc["measured_at"], "measured_at"))
+            return cls(contract.check_id(doc["node_id"], "node_id"), contract.check_int(doc["round"], "round"),
+                       contract.check_int(doc["epoch"], "epoch"), contract.check_value(doc["value"], "value"),
+                       contract.check_int(doc["measured_at"], "measured_at"))
         except KeyError as exc:
             raise SchemaError(f"reading lacks {exc.args[0]}") from exc
+        except ContractError as exc:
+            raise SchemaError(str(exc)) from None
 
 
 def aggregate(group: str, epoch: int, round_: int, timestamp: int, value: float,
               readings: list[dict], excluded: list[dict]) -> dict:
-    """Build and validate the aggregate dict POSTed to ``/api/v1/readings``.
+    """Build the aggregate dict POSTed to ``/api/v1/readings``.
+
+    It is not checked here (the leader must not fail a round on it): `edge.delivery.Delivery`
+    checks every aggregate with `validate_aggregate` before sending, and keeps and reports one
+    that breaks the contract instead of sending it.
 
     Examples
     --------
@@ -91,36 +89,26 @@ def aggregate(group: str, epoch: int, round_: int, timestamp: int, value: float,
     >>> idempotency_key(agg)
     'boiler-1:17:42'
     """
-    doc = {"group": group, "epoch": epoch, "round": round_, "timestamp": timestamp,
-           "value": value, "readings": readings, "excluded": excluded}
-    validate_aggregate(doc)
-    return doc
+    return {"group": group, "epoch": epoch, "round": round_, "timestamp": timestamp,
+            "value": value, "readings": readings, "excluded": excluded}
 
 
-def validate_aggregate(doc: object) -> None:
-    """Raise `SchemaError` unless `doc` is a well-formed aggregate (the web tier's rules)."""
-    if not isinstance(doc, dict):
-        raise SchemaError("an aggregate must be a JSON object")
-    fields = {"group", "epoch", "round", "timestamp", "value", "readings", "excluded"}
-    missing = fields - {"readings", "excluded"} - set(doc)
-    if missing:
-        raise SchemaError(f"missing field(s): {', '.join(sorted(missing))}")
-    if set(doc) - fields:
-        raise SchemaError(f"unknown field(s): {', '.join(sorted(set(doc) - fields))}")
-    check_id(doc["group"], "group")
-    check_count(doc["epoch"], "epoch")
-    check_count(doc["round"], "round")
-    check_count(doc["timestamp"], "timestamp")
-    check_finite(doc["value"], "value")
-    for name in ("readings", "excluded"):
-        items = doc.get(name, [])
-        if not isinstance(items, list) or len(items) > 64:
-            raise SchemaError(f"{name} must be a list of at most 64 entries")
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or "node_id" not in item or "value" not in item:
-                raise SchemaError(f"{name}[{i}] must be an object with node_id and value")
-            check_id(item["node_id"], f"{name}[{i}].node_id")
-            check_finite(item["value"], f"{name}[{i}].value")
+def validate_aggregate(doc: object, now_ms: int | None = None) -> None:
+    """Raise `SchemaError` unless `doc` is an aggregate the web tier accepts.
+
+    Its timestamp may lie at most the contract's skew ahead of `now_ms` (default: this
+    node's clock), as on the web tier with its default ``MAX_FUTURE_SKEW_S``.
+
+    >>> validate_aggregate({"group": "g", "epoch": 1, "round": 1, "timestamp": 5, "value": 1,
+    ...                     "excluded": [{"node_id": "n3", "value": 9, "reason": "x" * 201}]})
+    Traceback (most recent call last):
+    edge.schema.SchemaError: excluded[0].reason must be a string of at most 200 characters
+    """
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    try:
+        contract.check_aggregate(doc, now + contract.MAX_FUTURE_SKEW_MS)
+    except ContractError as exc:
+        raise SchemaError(str(exc)) from None
 
 
 def idempotency_key(doc: dict) -> str:

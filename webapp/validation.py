@@ -1,15 +1,17 @@
 """Parsing and validation of request input: sensor ids, readings and edge aggregates.
 
 Everything a request says passes through here before it reaches storage or a model. A
-failure raises `BadInput` naming the field, and nothing is stored.
+failure raises `BadInput` naming the field, and nothing is stored. The aggregate's rules are
+the contract shared with the edge (``contracts/aggregate.py``): the web tier refuses exactly
+what the edge refuses before sending.
 """
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
+from contracts import ContractError
+from contracts import aggregate as contract
 from webapp.config import SENSOR_PATTERN
 from webapp.errors import BadInput
 
@@ -18,10 +20,8 @@ _SENSOR = re.compile(SENSOR_PATTERN)
 # all of which Python's float() would accept.
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
 _MAX_NUMBER_CHARS = 64
-# No physical sensor reads beyond this; larger finite numbers (1e308) would overflow the
-# float32 arithmetic of the models and are refused like infinities.
-MAX_ABS_VALUE = 1e9
-_MAX_INT = 2**62
+# No physical sensor reads beyond this (the contract's bound, for readings and aggregates alike).
+MAX_ABS_VALUE = contract.MAX_ABS_VALUE
 
 
 def parse_value(text: str | None, name: str = "dato") -> float:
@@ -42,27 +42,19 @@ def parse_value(text: str | None, name: str = "dato") -> float:
 
 
 def finite(value: object, name: str) -> float:
-    """`value` as a float if it is a finite JSON number (not a bool), else `BadInput`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadInput(f"{name} must be a number")
+    """`value` as a float if it is a finite JSON number (not a bool) within ±1e9, else `BadInput`."""
     try:
-        number = float(value)
-    except OverflowError:
-        raise BadInput(f"{name} must be a finite number") from None
-    if not math.isfinite(number):
-        raise BadInput(f"{name} must be a finite number")
-    if abs(number) > MAX_ABS_VALUE:
-        raise BadInput(f"{name} must be within ±{MAX_ABS_VALUE:g}")
-    return number
+        return contract.check_value(value, name)
+    except ContractError as exc:
+        raise BadInput(str(exc)) from None
 
 
-def integer(value: object, name: str, low: int = 0, high: int = _MAX_INT) -> int:
+def integer(value: object, name: str, low: int = 0, high: int = contract.MAX_INT) -> int:
     """`value` if it is a JSON integer within ``[low, high]``, else `BadInput`."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInput(f"{name} must be an integer")
-    if not low <= value <= high:
-        raise BadInput(f"{name} must be between {low} and {high}")
-    return value
+    try:
+        return contract.check_int(value, name, low, high)
+    except ContractError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def parse_int(text: str | None, name: str, default: int, low: int, high: int) -> int:
@@ -118,61 +110,36 @@ class Aggregate:
         return f"{self.group}:{self.epoch}:{self.round}"
 
 
-_AGGREGATE_FIELDS = {"group", "epoch", "round", "timestamp", "value", "readings", "excluded"}
-_MAX_NODES = 64
-
-
 def parse_aggregate(body: object, now_ms: int, max_skew_ms: int) -> Aggregate:
     """An `Aggregate` from one JSON object, or `BadInput` naming what is wrong.
 
     Timestamps are milliseconds since the Unix epoch and may not lie more than
     `max_skew_ms` in the future of `now_ms`.
+
+    >>> parse_aggregate({"group": "g", "epoch": 1, "round": 2, "timestamp": 5, "value": 2e9}, 10, 0)
+    Traceback (most recent call last):
+    webapp.errors.BadInput: value must be within ±1e+09
     """
-    if not isinstance(body, Mapping):
-        raise BadInput("an aggregate must be a JSON object")
-    missing = sorted(_AGGREGATE_FIELDS - {"readings", "excluded"} - set(body))
-    if missing:
-        raise BadInput(f"missing field(s): {', '.join(missing)}")
-    unknown = sorted(set(body) - _AGGREGATE_FIELDS)
-    if unknown:
-        raise BadInput(f"unknown field(s): {', '.join(unknown)}")
-    timestamp = integer(body["timestamp"], "timestamp", 0, now_ms + max_skew_ms)
-    readings = _list(body.get("readings", []), "readings")
-    excluded = _list(body.get("excluded", []), "excluded")
-    return Aggregate(
-        group=sensor_id(body["group"], "group"),
-        epoch=integer(body["epoch"], "epoch"),
-        round=integer(body["round"], "round"),
-        timestamp=timestamp,
-        value=finite(body["value"], "value"),
-        readings=tuple(_node_reading(r, f"readings[{i}]") for i, r in enumerate(readings)),
-        excluded=tuple(_excluded(e, f"excluded[{i}]") for i, e in enumerate(excluded)),
-    )
+    try:
+        doc = contract.check_aggregate(body, now_ms + max_skew_ms)
+    except ContractError as exc:
+        raise BadInput(str(exc)) from None
+    return Aggregate(group=doc["group"], epoch=doc["epoch"], round=doc["round"], timestamp=doc["timestamp"],
+                     value=doc["value"], readings=tuple(NodeReading(**r) for r in doc["readings"]),
+                     excluded=tuple(Excluded(**e) for e in doc["excluded"]))
 
 
-def _list(value: object, name: str) -> list:
-    if not isinstance(value, list):
-        raise BadInput(f"{name} must be a list")
-    if len(value) > _MAX_NODES:
-        raise BadInput(f"{name} holds at most {_MAX_NODES} entries")
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """The ``Idempotency-Key`` header if given: 1 to 128 of ``[A-Za-z0-9_.:-]``, else `BadInput`.
+
+    >>> idempotency_key("boiler-1:7:42")
+    'boiler-1:7:42'
+    """
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise BadInput("Idempotency-Key must be 1 to 128 of [A-Za-z0-9_.:-]")
     return value
-
-
-def _node_reading(item: object, name: str) -> NodeReading:
-    if not isinstance(item, Mapping) or "node_id" not in item or "value" not in item:
-        raise BadInput(f"{name} must be an object with node_id and value")
-    measured_at = item.get("measured_at")
-    return NodeReading(
-        node_id=sensor_id(item["node_id"], f"{name}.node_id"),
-        value=finite(item["value"], f"{name}.value"),
-        measured_at=None if measured_at is None else integer(measured_at, f"{name}.measured_at"),
-    )
-
-
-def _excluded(item: object, name: str) -> Excluded:
-    if not isinstance(item, Mapping) or "node_id" not in item or "value" not in item:
-        raise BadInput(f"{name} must be an object with node_id and value")
-    reason = item.get("reason", "")
-    if not isinstance(reason, str) or len(reason) > 200:
-        raise BadInput(f"{name}.reason must be a string of at most 200 characters")
-    return Excluded(sensor_id(item["node_id"], f"{name}.node_id"), finite(item["value"], f"{name}.value"), reason)
