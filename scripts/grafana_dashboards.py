@@ -62,10 +62,15 @@ def ts_target(ref: str, filter_: str, legend: str = "sensor", value: str = "") -
     return target
 
 
-def events_target(ref: str, count: int = 500) -> dict:
-    """The newest `count` entries of the event log in the dashboard's time range."""
+# The event log's stream of each kind (webapp.storage.Keys.event_log): decisions keep the
+# original key, sensor faults have their own, so their noise cannot push decisions out.
+EVENT_STREAMS = {"decision": "${prefix}events", "sensor_fault": "${prefix}events:sensor_fault"}
+
+
+def events_target(ref: str, count: int = 500, kind: str = "decision") -> dict:
+    """The newest `count` entries of the event log of `kind` in the dashboard's time range."""
     return {"refId": ref, "datasource": REDIS, "type": "command", "command": "xrevrange",
-            "keyName": "${prefix}events", "count": count}
+            "keyName": EVENT_STREAMS[kind], "count": count}
 
 
 def prom_target(ref: str, expr: str, legend: str) -> dict:
@@ -111,7 +116,7 @@ def events_table(title: str, description: str, kind: str) -> dict:
     """A table of the event log's entries of one `kind`, the JSON ``event`` field spread into columns."""
     return {
         "type": "table", "title": title, "description": description, "datasource": REDIS,
-        "targets": [events_target("A")],
+        "targets": [events_target("A", kind=kind)],
         "transformations": [
             {"id": "extractFields", "options": {"source": "event", "format": "json", "replace": False,
                                                  "keepTime": False}},
@@ -229,8 +234,9 @@ HEALTH_PANELS = [
      [("sum by (source) (rate(aeroguard_readings_stored_total[$__rate_interval]))", "{{source}}")], "reqps", 12),
     ("Rejected requests by reason", "stale_epoch: a deposed edge leader still delivering (fenced off).",
      [("sum by (reason) (rate(aeroguard_rejected_total[$__rate_interval]))", "{{reason}}")], "reqps", 12),
-    ("Sensor faults by edge group", "Edge nodes left out of a fused reading, per group.",
-     [("sum by (group) (increase(aeroguard_sensor_faults_total[5m]))", "{{group}}")], "none", 8),
+    ("Sensor faults", "Edge nodes left out of a fused reading, all groups (no group label: groups are "
+     "named by clients); per group: the overview's sensor-fault events.",
+     [("sum(increase(aeroguard_sensor_faults_total[5m]))", "faults")], "none", 8),
     ("Verdicts by level", "Decisions per 5 minutes.",
      [("sum by (level) (increase(aeroguard_verdicts_total[5m]))", "{{level}}")], "none", 8),
     ("Detector abstentions", "Ballots a detector could not give (model server down or slow).",

@@ -161,7 +161,8 @@ def _register_handlers(app: Flask) -> None:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         started = g.get("started")
         if started is not None:
-            metrics.REQUEST_SECONDS.labels(endpoint, request.method, str(response.status_code)).observe(
+            metrics.REQUEST_SECONDS.labels(endpoint, metrics.method_label(request.method),
+                                           str(response.status_code)).observe(
                 time.perf_counter() - started)
         return response
 

@@ -5,6 +5,7 @@ import time
 
 from flask import Blueprint
 from flask import current_app
+from flask import g
 from flask import request
 
 from webapp import metrics
@@ -123,16 +124,29 @@ def _ingest_one(aggregate) -> tuple[dict, int]:
             "excluded": [e.as_dict() for e in aggregate.excluded], **decision.as_dict()}, 201
 
 
+# One request keeps at most one sensor-fault event per (group, node), and at most this many
+# in all (one aggregate's worth of nodes): a list of 100 aggregates × 64 excluded nodes wrote
+# 6,400 events (issue 10). Every exclusion is still counted and still feeds its node's incident.
+FAULT_EVENTS_PER_REQUEST = 64
+
+
 def _sensor_faults(aggregate, timestamp: int) -> None:
-    """Keep each excluded node as a sensor-fault event, and track each node's fault incident."""
+    """Keep excluded nodes as sensor-fault events (bounded per request), and track each node's
+    fault incident."""
     store, incidents = _ext("store"), _ext("incidents")
+    kept = g.setdefault("sensor_fault_events", set())
+    events = []
     for excluded in aggregate.excluded:
-        metrics.SENSOR_FAULTS.labels(aggregate.group).inc()
+        metrics.SENSOR_FAULTS.inc()
         event = {"kind": "sensor_fault", "sensor": aggregate.group, "timestamp": timestamp,
                  "epoch": aggregate.epoch, "round": aggregate.round, **excluded.as_dict()}
-        store.record_event(event)
+        node = (aggregate.group, excluded.node_id)
+        if node not in kept and len(kept) < FAULT_EVENTS_PER_REQUEST:
+            kept.add(node)
+            events.append(event)
         if incidents is not None:
             incidents.observe(f"{aggregate.group}/{excluded.node_id}", True, 1, timestamp, event)
+    store.record_events(events)
     if incidents is not None:
         for reading in aggregate.readings:
             if reading.node_id not in {e.node_id for e in aggregate.excluded}:
@@ -144,7 +158,7 @@ def _sensor_faults(aggregate, timestamp: int) -> None:
 @bp.get("/api/v1/anomalies")
 def anomalies():
     """The decision log, newest first: warning/critical verdicts and sensor-fault events."""
-    count = parse_int(request.args.get("count"), "count", 100, 1, 1000)
+    count = parse_int(request.args.get("count"), "count", 100, 1, _ext("store").EVENTS_READ_MAX)
     sensor = request.args.get("sensor")
     kind = request.args.get("kind")
     if kind not in (None, "decision", "sensor_fault"):

@@ -26,9 +26,16 @@ def index():
 
 @bp.get("/api/v1/sensors")
 def sensors():
-    """Every sensor with its newest reading and verdict."""
-    found = current_app.extensions["store"].sensors()
-    return respond({"count": len(found), "sensors": found})
+    """Sensors in id order with their newest reading and verdict, a page at a time:
+    ``?count=`` (default 100, at most 1000) after ``?after=<sensor id>``; ``next_after`` names
+    the page's last sensor when more follow."""
+    count = parse_int(request.args.get("count"), "count", 100, 1, 1000)
+    after = request.args.get("after")
+    found, more = current_app.extensions["store"].sensors(count, sensor_id(after, "after") if after is not None else "")
+    body = {"count": len(found), "sensors": found}
+    if more:
+        body["next_after"] = found[-1]["sensor"]
+    return respond(body)
 
 
 @bp.get("/api/v1/sensors/<sensor>")

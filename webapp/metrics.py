@@ -22,9 +22,20 @@ VERDICTS = Counter("aeroguard_verdicts_total", "Verdicts given, by level.", ["le
 ABSTENTIONS = Counter(
     "aeroguard_detector_abstentions_total", "Ballots where a detector could not answer.", ["detector"]
 )
-SENSOR_FAULTS = Counter("aeroguard_sensor_faults_total", "Edge nodes excluded from a fused reading.", ["group"])
+# No group label: groups are named by clients, and one series per group ever posted grows without
+# bound (issue 10); a group's faults are in ``/api/v1/anomalies?sensor=<group>&kind=sensor_fault``.
+SENSOR_FAULTS = Counter("aeroguard_sensor_faults_total", "Edge nodes excluded from a fused reading.")
 ALERTS = Counter("aeroguard_alerts_total", "Alerts by transition and outcome.", ["transition", "outcome"])
 REJECTED = Counter("aeroguard_rejected_total", "Requests rejected, by reason.", ["reason"])
+
+# Every label value comes from a fixed set, never from the client: a made-up HTTP method is
+# counted as "other" (the endpoint label is the matched url rule, or "unmatched").
+METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """`method` if it is one of `METHODS`, else ``"other"``."""
+    return method if method in METHODS else "other"
 
 
 def exposition(multiproc_dir: str) -> tuple[bytes, str]:

@@ -66,8 +66,15 @@ SPEC = {
                                    "responses": _answers(200, 400, 401, 403, 503)}},
         "/": {"get": {"summary": "The built-in dashboard (HTML)",
                       "responses": {"200": {"description": "page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
-        "/api/v1/sensors": {"get": {"summary": "Every sensor with its newest reading and verdict",
-                                    "responses": _answers(200, 503)}},
+        "/api/v1/sensors": {"get": {
+            "summary": "Sensors in id order with their newest reading and verdict, a page at a time",
+            "description": "At most `count` sensors (default 100, at most 1000) whose id sorts after `after`; "
+                           "`next_after` is in the answer when more follow: pass it as `after` for the next page.",
+            "parameters": [{"name": "count", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                           {"name": "after", "in": "query", "required": False,
+                            "schema": {"type": "string", "pattern": f"^{SENSOR_PATTERN}$"}}],
+            "responses": _answers(200, 400, 503)}},
         "/api/v1/sensors/{sensor}": {"get": {
             "summary": "A sensor's newest readings with verdicts, and each detector's latest ballot",
             "parameters": [{**_SENSOR, "in": "path", "required": True}, _COUNT],

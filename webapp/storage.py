@@ -96,12 +96,19 @@ class Keys:
     def series(self, sensor: str, *parts: str) -> str:
         return ":".join((f"{self.prefix}s", sensor, *parts))
 
+    def sensor_of(self, key: str) -> str:
+        """The sensor of a key built by `series`: ``<prefix>s:<sensor>:…`` (ids have no colon)."""
+        return key[len(self.prefix) + 2:].split(":", 1)[0]
+
     def group(self, group: str, *parts: str) -> str:
         return ":".join((f"{self.prefix}g", group, *parts))
 
-    @property
-    def events(self) -> str:
-        return f"{self.prefix}events"
+    def event_log(self, kind: str, sensor: str | None = None) -> str:
+        """The capped stream of one kind of event (``decision`` or ``sensor_fault``): of every
+        sensor, or of one `sensor` only. Decisions keep the original ``<prefix>events`` key."""
+        if sensor is not None:
+            return self.series(sensor, "events", kind)
+        return f"{self.prefix}events" if kind == "decision" else f"{self.prefix}events:{kind}"
 
     @property
     def namespace(self) -> str:
@@ -262,16 +269,29 @@ class Store:
         ts_pipe.execute()
 
     @_unavailable
-    def sensors(self) -> list[dict]:
-        """Every sensor of this namespace with its newest reading and verdict (``TS.MGET``)."""
-        found: dict[str, dict] = {}
+    def sensors(self, count: int, after: str = "") -> tuple[list[dict], bool]:
+        """A page of this namespace's sensors in id order: the first `count` after `after`, each
+        with its newest reading and verdict, and whether more follow.
+
+        The sensors' names come from the index alone (``TS.QUERYINDEX``, no samples read); the
+        newest samples only of the page's sensors (``TS.MGET … sensor=(a,b,…)``).
+        """
+        ts = self.client.ts()
+        names = sorted(self.keys.sensor_of(key) for key in ts.queryindex([f"ns={self.keys.namespace}", "kind=reading"]))
+        page = [name for name in names if name > after][:count + 1]
+        more, page = len(page) > count, page[:count]
+        if not page:
+            return [], False
+        found = {name: {"sensor": name} for name in page}
+        pipe = ts.pipeline(transaction=False)
         for kind in ("reading", "verdict"):
-            for entry in self.client.ts().mget([f"ns={self.keys.namespace}", f"kind={kind}"], with_labels=True):
-                (_, (labels, ts, value)), = entry.items()
-                sensor = found.setdefault(labels["sensor"], {"sensor": labels["sensor"]})
-                if ts is not None:
-                    sensor[kind] = {"timestamp": int(ts), "value": float(value)}
-        return sorted(found.values(), key=lambda s: s["sensor"])
+            pipe.mget([f"ns={self.keys.namespace}", f"kind={kind}", f"sensor=({','.join(page)})"], with_labels=True)
+        for kind, entries in zip(("reading", "verdict"), pipe.execute()):
+            for entry in entries:
+                (_, (labels, stamp, value)), = entry.items()
+                if stamp is not None and labels["sensor"] in found:
+                    found[labels["sensor"]][kind] = {"timestamp": int(stamp), "value": float(value)}
+        return [found[name] for name in page], more
 
     @_unavailable
     def latest_ballots(self, sensor: str) -> dict[str, dict]:
@@ -299,29 +319,72 @@ class Store:
             verdicts = {int(t): int(float(v)) for t, v in self.client.ts().range(verdict_key, readings[0][0], "+")}
         return [{"timestamp": t, "value": v, "verdict": verdicts.get(t)} for t, v in readings]
 
+    # The event log: one capped stream per kind (decisions never pushed out by sensor-fault
+    # noise) and, written in the same atomic step, a copy in the sensor's own capped stream of
+    # that kind (``?sensor=`` reads it instead of scanning every sensor's events), under the
+    # same id, expiring with the sensor's readings.
+    # KEYS: for each event, its kind's stream then the sensor's stream of that kind.
+    # ARGV: cap of a kind's stream, cap of a sensor's stream, a sensor's stream lifetime (ms),
+    # then each event's JSON.
+    EVENTS_READ_MAX = 1000  # the most events one read returns, and what a sensor's stream keeps
+    EVENT_KINDS = ("decision", "sensor_fault")
+    _RECORD_EVENTS = """
+local ids = {}
+for i = 4, #ARGV do
+  local log, own = KEYS[2 * (i - 3) - 1], KEYS[2 * (i - 3)]
+  local id = redis.call('XADD', log, 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[i])
+  local copy = redis.pcall('XADD', own, 'MAXLEN', '~', ARGV[2], id, 'event', ARGV[i])
+  if type(copy) == 'table' and copy.err then  -- the kind's stream was reset: a fresh id
+    redis.call('XADD', own, 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[i])
+  end
+  redis.call('PEXPIRE', own, ARGV[3])
+  ids[#ids + 1] = id
+end
+return ids
+"""
+
     @_unavailable
+    def record_events(self, events: list[dict]) -> list[str]:
+        """Append decision or sensor-fault events (each with its ``kind`` and ``sensor``) to the
+        bounded event log, in one round trip; returns their ids."""
+        if not events:
+            return []
+        keys = [key for event in events for key in (self.keys.event_log(event["kind"]),
+                                                     self.keys.event_log(event["kind"], event["sensor"]))]
+        args = [self.settings.events_max, self.EVENTS_READ_MAX, self._retention_ms,
+                *(json.dumps(event, sort_keys=True) for event in events)]
+        return self.client.register_script(self._RECORD_EVENTS)(keys=keys, args=args)
+
     def record_event(self, event: dict) -> str:
-        """Append a decision or sensor-fault event to the bounded event log; returns its id."""
-        return self.client.xadd(self.keys.events, {"event": json.dumps(event, sort_keys=True)},
-                                maxlen=self.settings.events_max, approximate=True)
+        """Append one decision or sensor-fault event to the bounded event log; returns its id."""
+        return self.record_events([event])[0]
 
     @_unavailable
     def read_events(self, count: int, sensor: str | None = None, kind: str | None = None) -> list[dict]:
-        """The newest events first, at most `count`, optionally of one sensor or kind."""
+        """The newest events first, at most `count` (up to `EVENTS_READ_MAX`), optionally of
+        one sensor or kind: reads only the streams asked for (a sensor's own), never a scan."""
+        count = min(count, self.EVENTS_READ_MAX)
+        found: list[dict] = []
+        for each in (kind,) if kind else self.EVENT_KINDS:
+            found += self._newest_events(self.keys.event_log(each, sensor), each, count)
+        found.sort(key=lambda event: tuple(int(part) for part in event["id"].split("-")), reverse=True)
+        return found[:count]
+
+    def _newest_events(self, key: str, kind: str, count: int) -> list[dict]:
+        """The newest `count` events of `kind` in the stream `key`. The decision stream also holds
+        the sensor faults written before they had their own stream: skipped, a page at a time."""
         found: list[dict] = []
         last = "+"
         while len(found) < count:
-            batch = self.client.xrevrange(self.keys.events, max=last, min="-", count=max(count, 100))
+            batch = self.client.xrevrange(key, max=last, min="-", count=count)
             for entry_id, fields in batch:
                 event = json.loads(fields["event"])
-                if (sensor is None or event.get("sensor") == sensor) and (kind is None or event.get("kind") == kind):
+                if event.get("kind") == kind:
                     found.append({"id": entry_id, **event})
-                    if len(found) == count:
-                        break
-            if len(batch) < max(count, 100):
+            if len(batch) < count:
                 break
             last = "(" + batch[-1][0]
-        return found
+        return found[:count]
 
     @_unavailable
     def group_state(self, group: str) -> dict:
