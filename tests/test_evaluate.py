@@ -79,7 +79,8 @@ def test_evaluate_writes_verdicts_summary_and_plot(tmp_path):
     windows = [(900.0, 913.0), (1100.0, 1129.0)]
     summary = evaluate.evaluate(times, values, windows, 600, tmp_path, "sim", epochs=3)
     results = summary["results"]
-    assert set(results) == {"physical", "isolation_forest", "autoencoder", "lstm", "vote"}
+    assert set(results) == {"physical", "isolation_forest", "autoencoder", "lstm", "zscore", "vote"}
+    assert all("back_in_range" in r for r in results.values())
     assert results["vote"]["windows"] == 2 and results["vote"]["caught"] >= 1
     assert summary["replayed"] == 800 - 20  # dropouts are not judged
     with open(tmp_path / "verdicts.csv", newline="") as handle:
@@ -89,7 +90,7 @@ def test_evaluate_writes_verdicts_summary_and_plot(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "summary.json").read_text())["results"] == results
     assert "reference_level" in rows[0] and set(summary["thresholds"]) == {"physical", "isolation_forest",
-                                                                          "autoencoder", "lstm"}
+                                                                          "autoencoder", "lstm", "zscore"}
     for detector, curve in summary["sweep"].items():  # a stricter threshold never catches more
         assert [p[0] for p in curve] == list(evaluate.SWEEP), detector
         assert all(a[1] >= b[1] for a, b in zip(curve, curve[1:])), (detector, curve)
@@ -109,6 +110,50 @@ def test_the_verdict_compares_the_vote_with_each_detector_at_the_votes_recall():
     assert g["lstm"]["at_vote_recall"] is None  # it never catches 3 of 4
     assert verdict(g) == {"best": "autoencoder", "best_false_alarms": 6, "ratio": 0.333, "met": True}
     assert "cannot" in render(groups) and "**met**" in render(groups)
+    g["vote"]["false_alarms"] = 9  # more than the autoencoder's 6 at the same recall
+    assert verdict(g)["ratio"] == 1.5 and not verdict(g)["met"]
+
+
+def test_the_baseline_is_the_newest_readings_z_score_and_scored_like_the_others(tmp_path):
+    times = np.arange(1000.0)
+    values = 20 + np.random.default_rng(1).uniform(-0.1, 0.1, 1000)  # bounded noise: never 4 std out
+    values[800] += 2.0  # 35 standard deviations: the baseline must see it, at that reading only
+    summary = evaluate.evaluate(times, values, [(795.0, 830.0)], 600, tmp_path, "z", epochs=1)
+    z = summary["results"][evaluate.BASELINE]
+    assert (z["caught"], z["false_alarms"]) == (1, 0) and z["mean_delay_s"] == 5.0
+    assert summary["thresholds"][evaluate.BASELINE] == evaluate.ZSCORE_K
+
+
+def test_alarms_on_readings_back_in_range_count_only_after_the_excursion_ended():
+    outside = np.zeros(30, bool)
+    outside[10] = True  # one reading out of range; 11 on are back in range
+    lingering = np.zeros(30, bool)
+    lingering[10:20] = True  # the alarm lasts while the reading is inside a 10-reading window
+    prompt = np.zeros(30, bool)
+    prompt[10:13] = True  # normal again on the third reading back in range
+    assert evaluate.back_in_range(lingering, outside) == 7  # readings 13..19
+    assert evaluate.back_in_range(prompt, outside) == 0
+    assert evaluate.back_in_range(np.ones(30, bool), np.zeros(30, bool)) == 0  # no excursion: not this count
+
+
+def test_nab_real_is_a_group_that_never_loads_the_held_out_series(tmp_path):
+    from scripts.evaluate_suite import published
+    from scripts.evaluate_suite import series_list
+
+    real = tmp_path / "nab-real" / "realKnownCause"
+    real.mkdir(parents=True)
+    for name in ("nyc_taxi.csv", "machine_temperature_system_failure.csv"):
+        (real / name).write_text("timestamp,value\n2014-01-01 00:00:00,1\n")
+    (tmp_path / "nab-real" / "combined_windows.json").write_text('{"realKnownCause/nyc_taxi.csv": []}')
+    (tmp_path / "nab-real" / "published_scores.csv").write_text(
+        "detector,file,windows,raw_score,normalised_score,tp_rows,fp_rows\n"
+        "a,x.csv,2,0,50.0,1,1\na,y.csv,1,0,70.0,1,1\na,z.csv,0,0,0.0,0,0\nb,x.csv,2,0,80.0,1,1\n")
+    found = list(series_list(tmp_path, ("nab-real",)))
+    assert [(g, n) for g, n, _ in found] == [("nab-real", "realKnownCause/nyc_taxi.csv")]
+    assert found[0][2]()[2] == []
+    with pytest.raises(ValueError, match="held out"):
+        evaluate.load_series(real / "machine_temperature_system_failure.csv", "value", None, None, None)
+    assert published(tmp_path) == {"b": 80.0, "a": 60.0}  # files without windows left out
 
 
 def test_table_goes_between_the_docs_markers(tmp_path):
