@@ -21,6 +21,7 @@ from webapp.alerting import Notifier
 from webapp.alerting import consumer_name
 from webapp.config import Settings
 from webapp.detection import build_panel
+from webapp.epochs import EpochVerifier
 from webapp.errors import BadInput
 from webapp.errors import WebappError
 from webapp.responses import respond
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     client = make_redis(settings)
     app.extensions.update(settings=settings, redis=client, store=Store(client, settings),
                           panel=build_panel(settings), zk=make_zookeeper(settings), incidents=None, notifier=None)
+    app.extensions["epochs"] = EpochVerifier(app.extensions["zk"], settings.zk_root,
+                                             strict=settings.env == "production")
     if settings.alert_urls:
         app.extensions["incidents"] = Incidents(client, settings.key_prefix, settings.window_size,
                                                 settings.alert_min_interval_s)
@@ -118,7 +121,8 @@ def make_redis(settings: Settings) -> redis.Redis:
             list(settings.redis_sentinels), min_other_sentinels=1,
             socket_timeout=settings.redis_socket_timeout_s,
             socket_connect_timeout=settings.redis_socket_timeout_s,
-            sentinel_kwargs={"socket_timeout": settings.redis_socket_timeout_s},
+            # The stack's Sentinels require the Redis password too (redis/entrypoint.sh).
+            sentinel_kwargs={"socket_timeout": settings.redis_socket_timeout_s, "password": settings.redis_password},
         )
         return sentinel.master_for(settings.redis_sentinel_master, **options)
     return redis.Redis.from_url(settings.redis_url, **options)

@@ -13,6 +13,9 @@ from webapp.auth import check_ingest_key
 from webapp.errors import BadInput
 from webapp.judging import judge_newest
 from webapp.responses import respond
+from webapp.storage import DAY_MS
+from webapp.storage import Stored
+from webapp.validation import idempotency_key
 from webapp.validation import parse_aggregate
 from webapp.validation import parse_int
 from webapp.validation import parse_value
@@ -33,23 +36,30 @@ def _sensor() -> str:
     return sensor_id(request.args.get("sensor", _ext("settings").default_sensor))
 
 
-def _store_reading(source: str) -> tuple[str, float, int]:
-    """Check the key, parse ``sensor`` and ``dato``, store the reading: (sensor, value, timestamp)."""
+def _store_reading(source: str) -> tuple[str, float, Stored, bool]:
+    """Check the key, parse ``sensor``, ``dato`` and ``Idempotency-Key``, store the reading:
+    (sensor, value, what was stored, whether this answers a repeat of an acknowledged write)."""
     ext, args = current_app.extensions, request.args  # the hottest path: resolve each proxy once
     settings = ext["settings"]
     check_ingest_key(settings, [args.get("sensor", settings.default_sensor)])
     sensor = sensor_id(args.get("sensor", settings.default_sensor))
     value = parse_value(args.get("dato"))
-    stored = ext["store"].append_reading(sensor, _now_ms(), value)
-    metrics.READINGS_STORED.labels(source).inc()
-    return sensor, value, stored.timestamp
+    key = idempotency_key(request.headers.get("Idempotency-Key"))
+    stored = ext["store"].append_reading(sensor, _now_ms(), value, None if key is None else f"k:{key}")
+    # Without a client key a duplicate is redis-py re-sending this request's own script:
+    # still the first answer this client gets.
+    repeat = stored.status == "duplicate" and key is not None
+    if not repeat:
+        metrics.READINGS_STORED.labels(source).inc()
+    return sensor, value, stored, repeat
 
 
 @bp.get("/nuevo")
 def nuevo():
     """Store one reading: ``/nuevo?dato=21.5[&sensor=id]``."""
-    sensor, value, timestamp = _store_reading("nuevo")
-    return respond({"sensor": sensor, "timestamp": timestamp, "value": value}, 201)
+    sensor, value, stored, repeat = _store_reading("nuevo")
+    body = {"sensor": sensor, "timestamp": stored.timestamp, "value": value}
+    return respond({**body, "duplicate": True} if repeat else body, 200 if repeat else 201)
 
 
 @bp.get("/listar")
@@ -75,12 +85,16 @@ def listar():
 @bp.get("/detectar")
 def detectar():
     """Store a reading, then judge the window of the newest readings ending with it."""
-    sensor, value, timestamp = _store_reading("detectar")
-    window, decision = judge_newest(_ext("store"), _ext("panel"), sensor, timestamp, _ext("settings").window_size,
+    sensor, value, stored, repeat = _store_reading("detectar")
+    store, timestamp = _ext("store"), stored.timestamp
+    if repeat and store.is_judged(sensor, timestamp):
+        return respond({"sensor": sensor, "timestamp": timestamp, "value": value, "duplicate": True}, 200)
+    window, decision = judge_newest(store, _ext("panel"), sensor, timestamp, _ext("settings").window_size,
                                     _ext("incidents"))
     body = {"sensor": sensor, "timestamp": timestamp, "value": value,
             "window": list(window.values), **decision.as_dict()}
-    return respond(body, 201, template="detectar.html")
+    return respond({**body, "duplicate": True} if repeat else body, 200 if repeat else 201,
+                   template="detectar.html")
 
 
 @bp.post("/api/v1/readings")
@@ -97,6 +111,12 @@ def ingest():
     now = _now_ms()
     aggregates = [parse_aggregate(item, now, int(settings.max_future_skew_s * 1000)) for item in items]
     check_ingest_key(settings, {aggregate.group for aggregate in aggregates})
+    oldest = now - int(settings.retention_days * DAY_MS)
+    for aggregate in aggregates:  # everything is checked before anything is stored
+        if aggregate.timestamp < oldest:
+            raise BadInput(f"timestamp {aggregate.timestamp} is older than the retention "
+                           f"({settings.retention_days:g} days)")
+        _ext("epochs").admit(aggregate.group, aggregate.epoch)
     results = [_ingest_one(aggregate) for aggregate in aggregates]
     codes = [code for _, code in results]
     status = 409 if 409 in codes else 201 if 201 in codes else 200
@@ -114,6 +134,10 @@ def _ingest_one(aggregate) -> tuple[dict, int]:
         metrics.REJECTED.labels("stale_epoch").inc()
         return {**base, "status": "stale", "error": "stale epoch", "newest_epoch": stored.newest_epoch}, 409
     if stored.status == "duplicate":
+        # A retry after a lost answer may find its reading stored but never judged.
+        if not store.is_judged(aggregate.group, stored.timestamp):
+            judge_newest(store, _ext("panel"), aggregate.group, stored.timestamp, settings.window_size,
+                         _ext("incidents"))
         return {**base, "status": "duplicate", "timestamp": stored.timestamp}, 200
     metrics.READINGS_STORED.labels("edge").inc()
     _sensor_faults(aggregate, stored.timestamp)

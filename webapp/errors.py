@@ -31,6 +31,22 @@ class Forbidden(WebappError):
     status = 403
 
 
+class NameTaken(Forbidden):
+    """Raised when plain readings and an edge group would share one series name."""
+
+    def __init__(self, name: str, kind: str):
+        owner = "plain readings (/nuevo, /detectar)" if kind == "groups" else "an edge group"
+        super().__init__(f"{name} is the name of a series written by {owner}: choose another name")
+
+
+class QuotaReached(Forbidden):
+    """Raised when a new sensor would pass the namespace's quota of series; nothing is stored."""
+
+
+class UnverifiedEpoch(Forbidden):
+    """Raised when an aggregate's epoch was not issued by its group's ZooKeeper election."""
+
+
 class StaleEpoch(WebappError):
     """Raised when an aggregate's epoch is older than the newest accepted for its group."""
 

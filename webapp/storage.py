@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -17,70 +18,104 @@ import redis
 from webapp.config import Settings
 from webapp.detection.base import Window
 from webapp.detection.vote import Decision
+from webapp.errors import NameTaken
+from webapp.errors import QuotaReached
 from webapp.errors import StoreUnavailable
 
 DAY_MS = 86_400_000
+FORGET_PER_CREATE = 10  # idle series a new one clears away first: cleanup keeps pace with growth
 
-# KEYS: readings, fence hash, the group's set of stored rounds.
-# ARGV: ts, value, epoch (-1: a plain reading), round, how long a round is remembered (ms).
-# The hot path carries no labels: a missing series is answered 'missing' and created by
-# _CREATE, then the append runs again. Stored rounds are one sorted set per group (member
-# "epoch:round", score the stored timestamp), trimmed to the retention: the key count stays
-# flat however many rounds arrive, and a retry is recognised as long as its sample can exist.
-_APPEND = """
-local series, fence, done = KEYS[1], KEYS[2], KEYS[3]
+# KEYS: readings, fence hash, the set of stored writes (ids), the registry of this kind of
+# series (edge groups or plain sensors) and the other kind's.
+# ARGV: ts, value, epoch (-1: a plain reading), write id ("epoch:round" of an aggregate, or a
+# request id), how long a write id is remembered (ms), the series' name.
+#
+# A name belongs to one kind of writer: a group's series refuses plain readings and a plain
+# sensor's series refuses aggregates ('conflict'). Each registry is a sorted set of names
+# scored by their last write (server time, ms), which finds idle series to forget.
+#
+# `#!lua` (no flags): Redis refuses the whole script up front when it is out of memory, so a
+# full server answers an error (503) with nothing half-written. The hot path carries no labels:
+# a missing series is answered 'missing' and created by _CREATE, then the append runs again.
+# Every write carries an id checked and kept in the same atomic step, so a re-sent script (a
+# client retry, or redis-py's own retry after a timeout) is answered 'duplicate' with the
+# first write's timestamp instead of storing the reading twice. Ids are one sorted set per
+# series (score: the stored timestamp), trimmed to how long they are remembered: the key
+# count stays flat however many writes arrive.
+_APPEND = """#!lua
+local series, fence, done, registry, others = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if redis.call('ZSCORE', others, ARGV[6]) then return {'conflict', 0} end
 if redis.call('EXISTS', series) == 0 then return {'missing', 0} end
 local ts = tonumber(ARGV[1])
 local epoch = tonumber(ARGV[3])
-local member = ARGV[3] .. ':' .. ARGV[4]
+local member, remember = ARGV[4], tonumber(ARGV[5])
+local newest = -1
 if epoch >= 0 then
-  local newest = tonumber(redis.call('HGET', fence, 'epoch') or '-1')
+  newest = tonumber(redis.call('HGET', fence, 'epoch') or '-1')
   if epoch < newest then return {'stale', newest} end
-  local prev = redis.call('ZSCORE', done, member)
-  if prev then
-    -- Counted with a write, so WAIT covers the original too and a master without replicas
-    -- refuses it: else a retry answered by a paused old master's unreplicated copy is
-    -- acknowledged, then lost.
-    redis.call('HINCRBY', fence, 'duplicates', 1)
-    return {'duplicate', tonumber(prev)}
-  end
+end
+local prev = redis.call('ZSCORE', done, member)
+if prev then
+  -- Answered with a write, so WAIT covers the original too and a master without replicas
+  -- refuses it: else a retry answered by a paused old master's unreplicated copy is
+  -- acknowledged, then lost.
+  if epoch >= 0 then redis.call('HINCRBY', fence, 'duplicates', 1) else redis.call('PEXPIRE', done, remember) end
+  return {'duplicate', tonumber(prev)}
 end
 local last = redis.call('TS.GET', series)
 if #last == 2 and ts <= tonumber(last[1]) then ts = tonumber(last[1]) + 1 end
 redis.call('TS.ADD', series, ts, ARGV[2])
 if epoch >= 0 then
-  if epoch > tonumber(redis.call('HGET', fence, 'epoch') or '-1') then
-    redis.call('HSET', fence, 'epoch', epoch)
-  end
-  redis.call('HSET', fence, 'round', ARGV[4], 'timestamp', ts)
-  redis.call('ZADD', done, ts, member)
-  redis.call('ZREMRANGEBYSCORE', done, '-inf', string.format('(%d', ts - tonumber(ARGV[5])))
-  redis.call('PEXPIRE', done, ARGV[5])
+  if epoch > newest then redis.call('HSET', fence, 'epoch', epoch) end
+  redis.call('HSET', fence, 'round', string.match(member, ':(%d+)$'), 'timestamp', ts)
 end
+redis.call('ZADD', done, ts, member)
+redis.call('ZREMRANGEBYSCORE', done, '-inf', string.format('(%d', ts - remember))
+redis.call('PEXPIRE', done, remember)
+local now = redis.call('TIME')
+redis.call('ZADD', registry, tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), ARGV[6])
 return {'stored', ts}
 """
 
-# KEYS: readings, avg_1m, avg_1h. ARGV: retention, retention_1m, retention_1h, label pairs.
-# Creates the readings series and its compactions (TS.CREATERULE needs both ends to exist),
-# unless another writer already did.
-_CREATE = """
-local series, avg1m, avg1h = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('EXISTS', series) == 1 then return 0 end
+# KEYS: readings, avg_1m, avg_1h, this kind's registry, the other kind's. ARGV: retention,
+# retention_1m, retention_1h, the name, this kind's quota of series (0: none), label pairs.
+# Creates the readings series and its compactions (TS.CREATERULE needs both ends to exist)
+# and registers it, unless another writer already did, the name belongs to the other kind of
+# writer ('conflict') or the quota is reached ('full'). Refused up front when out of memory.
+_CREATE = """#!lua
+local series, avg1m, avg1h, registry, others = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if redis.call('ZSCORE', others, ARGV[4]) then return 'conflict' end
+if redis.call('EXISTS', series) == 1 then return 'exists' end
+local quota = tonumber(ARGV[5])
+if quota > 0 and redis.call('ZCARD', registry) >= quota then return 'full' end
 local labels = {}
-for i = 4, #ARGV do labels[#labels + 1] = ARGV[i] end
+for i = 6, #ARGV do labels[#labels + 1] = ARGV[i] end
 redis.call('TS.CREATE', series, 'RETENTION', ARGV[1], 'DUPLICATE_POLICY', 'BLOCK',
            'LABELS', 'kind', 'reading', unpack(labels))
 redis.call('TS.CREATE', avg1m, 'RETENTION', ARGV[2], 'LABELS', 'kind', 'reading_avg', 'agg', '1m', unpack(labels))
 redis.call('TS.CREATE', avg1h, 'RETENTION', ARGV[3], 'LABELS', 'kind', 'reading_avg', 'agg', '1h', unpack(labels))
 redis.call('TS.CREATERULE', series, avg1m, 'AGGREGATION', 'avg', 60000)
 redis.call('TS.CREATERULE', series, avg1h, 'AGGREGATION', 'avg', 3600000)
+local now = redis.call('TIME')
+redis.call('ZADD', registry, tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), ARGV[4])
+return 'created'
+"""
+
+# KEYS: a registry, then every key of one idle series. ARGV: its name, the idle cutoff (ms).
+# Deletes the series only if it is still idle: a writer that came back in between keeps it.
+_FORGET = """#!lua
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
 """
 
 
 @dataclass(frozen=True)
 class Stored:
-    """What happened to one write: ``stored``, ``duplicate`` or ``stale``."""
+    """What happened to one write: ``stored``, ``duplicate`` (this write id was stored before,
+    at `timestamp`) or ``stale`` (an aggregate's epoch is older than `newest_epoch`)."""
 
     status: str
     timestamp: int | None = None
@@ -109,6 +144,10 @@ class Keys:
         if sensor is not None:
             return self.series(sensor, "events", kind)
         return f"{self.prefix}events" if kind == "decision" else f"{self.prefix}events:{kind}"
+
+    def registry(self, kind: str) -> str:
+        """The names of one kind of series (``groups`` or ``sensors``), scored by last write."""
+        return f"{self.prefix}registry:{kind}"
 
     @property
     def namespace(self) -> str:
@@ -147,6 +186,7 @@ class Store:
         self.keys = Keys(settings.key_prefix)
         self._append = client.register_script(_APPEND)
         self._create = client.register_script(_CREATE)
+        self._forget = client.register_script(_FORGET)
 
     def _labels(self, sensor: str, **extra: str) -> dict[str, str]:
         return {"app": "aeroguard", "ns": self.keys.namespace, "sensor": sensor, **extra}
@@ -155,22 +195,58 @@ class Store:
     def _retention_ms(self) -> int:
         return int(self.settings.retention_days * DAY_MS)
 
-    def _run_append(self, sensor: str, ts: int, value: float, keys: list[str], fence: tuple) -> Stored:
-        series = self.keys.series(sensor, "readings")
-        args = [ts, repr(float(value)), *fence]
-        status, stamp = self._write(keys=[series, *keys], args=args)
+    def _run_append(self, name: str, kind: str, ts: int, value: float, keys: list[str], write: tuple) -> Stored:
+        series = self.keys.series(name, "readings")
+        keys = [series, *keys, *self._registries(kind)]
+        args = [ts, repr(float(value)), *write, name]
+        status, stamp = self._write(keys=keys, args=args)
         if status == "missing":
-            self._create_series(sensor, series)
-            status, stamp = self._write(keys=[series, *keys], args=args)
+            self._create_series(name, kind, series)
+            status, stamp = self._write(keys=keys, args=args)
+        if status == "conflict":
+            raise NameTaken(name, kind)
         if status == "stale":
             return Stored("stale", newest_epoch=int(stamp))
         return Stored(status, int(stamp))
 
-    def _create_series(self, sensor: str, series: str) -> None:
-        labels = [item for pair in self._labels(sensor).items() for item in pair]
+    def _registries(self, kind: str) -> list[str]:
+        """This kind's registry and the other kind's (a name belongs to one kind of writer)."""
+        other = "sensors" if kind == "groups" else "groups"
+        return [self.keys.registry(kind), self.keys.registry(other)]
+
+    def _create_series(self, name: str, kind: str, series: str) -> None:
+        labels = [item for pair in self._labels(name).items() for item in pair]
+        quota = self.settings.max_sensors if kind == "sensors" else 0
+        keys = [series, f"{series}:avg_1m", f"{series}:avg_1h", *self._registries(kind)]
         args = [self._retention_ms, int(self.settings.minute_retention_days * DAY_MS),
-                int(self.settings.hour_retention_days * DAY_MS), *labels]
-        self._create(keys=[series, f"{series}:avg_1m", f"{series}:avg_1h"], args=args)
+                int(self.settings.hour_retention_days * DAY_MS), name, quota, *labels]
+        self.forget_idle(kind, limit=FORGET_PER_CREATE)
+        outcome = self._create(keys=keys, args=args)
+        if outcome == "conflict":
+            raise NameTaken(name, kind)
+        if outcome == "full":
+            raise QuotaReached(f"no new sensor: {quota} sensors are live (MAX_SENSORS); an idle one "
+                               f"is forgotten after {self.settings.sensor_idle_days:g} days")
+
+    @_unavailable
+    def forget_idle(self, kind: str, limit: int, now_ms: int | None = None) -> list[str]:
+        """Delete up to `limit` series of `kind` with no write for ``sensor_idle_days``, with
+        every key they have (readings, compactions, scores, votes, verdicts, level, write ids,
+        fence). Each one only if it is still idle when deleted; returns the names forgotten."""
+        registry = self.keys.registry(kind)
+        now_ms = int(self.client.time()[0]) * 1000 if now_ms is None else now_ms
+        cutoff = now_ms - int(self.settings.sensor_idle_days * DAY_MS)
+        forgotten = []
+        for name in self.client.zrangebyscore(registry, "-inf", f"({cutoff}", start=0, num=limit):
+            if self._forget(keys=[registry, *self._keys_of(name)], args=[name, cutoff]):
+                forgotten.append(name)
+        return forgotten
+
+    def _keys_of(self, name: str) -> list[str]:
+        """Every key of one series: its labelled TimeSeries (found by label) and the rest."""
+        labelled = self.client.ts().queryindex([f"ns={self.keys.namespace}", f"sensor={name}"])
+        own = [self.keys.series(name, part) for part in ("readings", "level", "writes")]
+        return sorted({*labelled, *own, self.keys.group(name, "fence"), self.keys.group(name, "done")})
 
     def _write(self, keys: list[str], args: list) -> list:
         """Run the append script; with ``wait_replicas``, acknowledge only once replicas have it.
@@ -199,10 +275,18 @@ class Store:
         return result
 
     @_unavailable
-    def append_reading(self, sensor: str, ts: int, value: float) -> Stored:
-        """Store one reading at `ts` ms, or just after the series' newest sample if later."""
-        fence_key = self.keys.group(sensor, "fence")
-        return self._run_append(sensor, ts, value, [fence_key, fence_key], (-1, 0, 0))
+    def append_reading(self, sensor: str, ts: int, value: float, write_id: str | None = None) -> Stored:
+        """Store one reading at `ts` ms, or just after the series' newest sample if later.
+
+        `write_id` makes the write safe to repeat: the same id again within
+        ``idempotency_window_s`` is answered ``Stored("duplicate", ts)`` and stores nothing.
+        Without one, a fresh id still guards against the client library re-sending the
+        script after a timeout. Raises `NameTaken` for an edge group's name and
+        `QuotaReached` when a new sensor would pass ``max_sensors``.
+        """
+        write = (-1, write_id or uuid.uuid4().hex, int(self.settings.idempotency_window_s * 1000))
+        keys = [self.keys.group(sensor, "fence"), self.keys.series(sensor, "writes")]
+        return self._run_append(sensor, "sensors", ts, value, keys, write)
 
     @_unavailable
     def append_aggregate(self, group: str, epoch: int, round_: int, ts: int, value: float) -> Stored:
@@ -210,9 +294,16 @@ class Store:
 
         Returns ``Stored("stale", newest_epoch=E)`` when `epoch` is older than the newest
         accepted for the group, and ``Stored("duplicate", ts)`` when this round was stored.
+        Raises `NameTaken` when plain readings already use the group's name.
         """
         keys = [self.keys.group(group, "fence"), self.keys.group(group, "done")]
-        return self._run_append(group, ts, value, keys, (epoch, round_, self._retention_ms))
+        return self._run_append(group, "groups", ts, value, keys, (epoch, f"{epoch}:{round_}", self._retention_ms))
+
+    @_unavailable
+    def is_judged(self, sensor: str, ts: int) -> bool:
+        """Whether the reading of `sensor` at `ts` has a stored verdict."""
+        key = self.keys.series(sensor, "verdict")
+        return bool(self.client.exists(key)) and bool(self.client.ts().range(key, ts, ts))
 
     @_unavailable
     def read_judging_state(self, sensor: str, size: int, end: int | str = "+") -> tuple[Window, float | None]:
