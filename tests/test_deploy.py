@@ -242,7 +242,9 @@ def test_edge_command_and_environment_reach_the_edge_cli(stack, tmp_path):
     assert script.count("python -m edge") == 1
     script = script.replace("python -m edge", f"{shlex.quote(sys.executable)} -c {shlex.quote(probe)}")
     env = {key: value.replace("{{.Task.Slot}}", "2") for key, value in _environment(edge).items()}
-    env |= {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}
+    zk_auth = tmp_path / "zk_auth"
+    zk_auth.write_text("aeroguard:zk-pass", encoding="utf-8")
+    env |= {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "ZK_AUTH_FILE": str(zk_auth)}
     result = subprocess.run([shell, flag, script], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     group, node_id, zk_hosts, spool_dir, api_key, api_urls = json.loads(result.stdout)
@@ -251,6 +253,7 @@ def test_edge_command_and_environment_reach_the_edge_cli(stack, tmp_path):
     assert api_key == "key-one"
     assert api_urls == ["http://web:8000"]
     assert "api_keys" in _names(edge["secrets"])
+    assert _environment(edge)["ZK_AUTH_FILE"] == "/run/secrets/zk_auth" and "zk_auth" in _names(edge["secrets"])
 
     secret.unlink()
     missing = subprocess.run([shell, flag, script], env=env, capture_output=True, text=True, timeout=30)
