@@ -65,6 +65,11 @@ class TopologyPorts:
         return cls((ports[0], ports[1]), tuple(ports[2:]))
 
 
+# A bounded Redis: past `maxmemory` writes are refused (the web tier answers 503, nothing
+# half-written) instead of the process growing until the machine kills it; never evict readings.
+BOUNDED = ("--maxmemory", "512mb", "--maxmemory-policy", "noeviction")
+
+
 def server_options(options: SentinelOptions, replicaof: tuple[str, int] | None) -> RedisOptions:
     """A node's `RedisOptions`: TimeSeries, AOF fsynced every second, refuse unreplicated writes."""
     return RedisOptions(appendonly=True, replicaof=replicaof, extra_args=(
@@ -72,7 +77,7 @@ def server_options(options: SentinelOptions, replicaof: tuple[str, int] | None) 
         "--min-replicas-to-write", "1",
         "--min-replicas-max-lag", str(options.min_replicas_max_lag_s),
         "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
-        "--maxmemory-policy", "noeviction",
+        *BOUNDED,
     ))
 
 

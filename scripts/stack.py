@@ -27,10 +27,12 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
+from scripts.redis_topology import BOUNDED
 from scripts.redis_topology import RedisSentinelSet
 from scripts.redis_topology import TopologyPorts
 from scripts.servers import LOOPBACK
 from scripts.servers import ROOT
+from scripts.servers import RedisOptions
 from scripts.servers import RedisServer
 from scripts.servers import ServerError
 from scripts.servers import ServerProcess
@@ -170,7 +172,7 @@ class RedisService:
     ready_timeout = 30.0
 
     def __init__(self, config: StackConfig, env: Mapping[str, str]) -> None:
-        self.server = RedisServer(config.state_dir / "redis", config.redis_port)
+        self.server = RedisServer(config.state_dir / "redis", config.redis_port, RedisOptions(extra_args=BOUNDED))
 
     def start(self) -> None:
         self.server.start()

@@ -180,6 +180,24 @@ def make_sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
         topology.stop()
 
 
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The whole local stack (`make up`'s services: ZooKeeper ×3, Redis, web under gunicorn,
+    edge group ``boiler-1`` of three nodes) on free ports; yields its exports (``WEB_URL``, …)."""
+    from scripts.stack import StackConfig
+    from scripts.stack import start_services
+    from scripts.stack import stop_services
+
+    ports = free_ports(11)
+    config = StackConfig(state_dir=tmp_path_factory.mktemp("stack"), zk_ports=tuple(ports[0:3]),
+                         zk_peer_ports=tuple(ports[3:6]), zk_election_ports=tuple(ports[6:9]),
+                         redis_port=ports[9], web_port=ports[10])
+    config.log_dir.mkdir(parents=True)
+    services, exports = start_services(config)
+    yield exports
+    stop_services(services)
+
+
 # ---------------------------------------------------------------------------------------
 # app fixtures: see below (`app`, `client`, `runner`: create_app(test settings) aimed at
 # the servers above). Everything above this block is self-contained.

@@ -262,3 +262,55 @@ def test_a_retry_of_a_stored_but_unjudged_round_judges_it(client, app):
 def test_aggregate_timestamps_lie_within_the_retention_and_the_clock_skew(client, offset_ms, code):
     timestamp = 0 if offset_ms is None else now_ms() + offset_ms
     assert post(client, aggregate(timestamp=timestamp)).status_code == code
+
+
+# --- 1, end to end: the attack against a running edge group ------------------------------------
+
+def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as answer:
+        return answer.code, json.loads(answer.read())
+
+
+@pytest.mark.slow
+def test_a_poisoned_epoch_leaves_a_running_group_storing_rounds(local_stack):
+    web = local_stack["WEB_URL"]
+
+    def stored() -> int:
+        return http("GET", f"{web}/listar?sensor=boiler-1&count=10000")[1]["count"]
+
+    def epoch() -> int | None:
+        return http("GET", f"{web}/api/v1/cluster")[1].get("groups", {}).get("boiler-1", {}).get("epoch")
+
+    wait_until(lambda: stored() >= 3 and epoch() is not None, 60, "boiler-1 storing rounds")
+    leader_epoch, before = epoch(), stored()
+
+    code, answer = http("POST", f"{web}/api/v1/readings", aggregate(epoch=POISON, round=10**9))
+
+    assert code == 403, answer
+    wait_until(lambda: stored() >= before + 5, 30, "boiler-1 still storing rounds after the attack")
+    assert epoch() == leader_epoch  # no leader was fenced off, so nobody re-elected
+
+
+def test_every_redis_the_project_starts_is_bounded_below_its_memory_limit():
+    import yaml
+
+    from scripts.redis_topology import BOUNDED
+    from scripts.servers import ROOT
+
+    assert BOUNDED[BOUNDED.index("--maxmemory-policy") + 1] == "noeviction"
+    conf = dict(line.split(None, 1) for line in (ROOT / "redis/redis.conf").read_text().splitlines()
+                if line.strip() and not line.startswith("#") and not line.startswith("user "))
+    assert conf["maxmemory-policy"].strip() == "noeviction"
+    maxmemory_mb = int(conf["maxmemory"].strip().removesuffix("mb"))
+    stack = yaml.safe_load((ROOT / "docker-stack.yml").read_text())
+    limit = stack["services"]["redis-1"]["deploy"]["resources"]["limits"]["memory"]
+    limit_mb = int(limit.removesuffix("G")) * 1024 if limit.endswith("G") else int(limit.removesuffix("M"))
+    assert maxmemory_mb <= 0.75 * limit_mb  # room for replication and AOF rewrite buffers

@@ -246,7 +246,8 @@ class Store:
         """Every key of one series: its labelled TimeSeries (found by label) and the rest."""
         labelled = self.client.ts().queryindex([f"ns={self.keys.namespace}", f"sensor={name}"])
         own = [self.keys.series(name, part) for part in ("readings", "level", "writes")]
-        return sorted({*labelled, *own, self.keys.group(name, "fence"), self.keys.group(name, "done")})
+        events = [self.keys.event_log(kind, name) for kind in ("decision", "sensor_fault")]
+        return sorted({*labelled, *own, *events, self.keys.group(name, "fence"), self.keys.group(name, "done")})
 
     def _write(self, keys: list[str], args: list) -> list:
         """Run the append script; with ``wait_replicas``, acknowledge only once replicas have it.
