@@ -8,8 +8,14 @@ replayed oldest first before anything newer is sent, so the web tier sees rounds
 The idempotency key ``group:epoch:round`` makes every retry safe: a round is stored once.
 
 Answers: 201 stored, 200 duplicate (both done); 409 stale epoch (dropped, and the node is
-told so it steps down); 400 bad input (dropped and logged: a retry cannot fix it); anything
-else — 401/403, 5xx, timeouts, refused connections — is retried and kept in the spool.
+told so it steps down); 400/413/422 refused (a retry cannot fix it); anything else —
+401/403, 5xx, timeouts, refused connections — is retried and kept in the spool.
+
+No round is dropped silently: an aggregate that breaks the contract (``contracts/``) is
+refused by the edge itself before it is queued, and one the web tier refuses is taken out of
+the way; both are kept in the dead-letter folder ``<spool>/refused/`` (bounded) with the
+error, counted (``refused`` in the node's delivery counters, published with its status) and
+logged.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import asdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,12 +34,16 @@ import requests
 from edge.events import Counters
 from edge.events import EventLog
 from edge.hotconfig import EdgeConfig
+from edge.schema import SchemaError
 from edge.schema import idempotency_key
+from edge.schema import validate_aggregate
 
 log = logging.getLogger(__name__)
 
 READINGS_PATH = "/api/v1/readings"
 MAX_BACKOFF_S = 2.0
+REFUSED_DIR = "refused"
+REFUSED_MAX = 10_000
 
 
 class Spool:
@@ -130,17 +141,18 @@ class Spool:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one POST: ``stored``, ``duplicate``, ``stale``, ``rejected`` or ``failed``."""
+    """What became of one POST: ``stored``, ``duplicate``, ``stale``, ``refused`` or ``failed``."""
 
     status: str
     code: int | None = None
     url: str | None = None
     newest_epoch: int | None = None
+    error: str | None = None
 
     @property
     def done(self) -> bool:
         """No need to send this aggregate again."""
-        return self.status in ("stored", "duplicate", "stale", "rejected")
+        return self.status in ("stored", "duplicate", "stale", "refused")
 
 
 class Delivery:
@@ -160,12 +172,17 @@ class Delivery:
         Sent as ``X-API-Key`` when not None.
     events
         Event log for drills and fault tests.
+    refused
+        The dead-letter folder of refused aggregates; default ``<spool>/refused/``, bounded
+        to `REFUSED_MAX` (the oldest goes first, counted in its `dropped`).
     """
 
     def __init__(self, spool: Spool, config: Callable[[], EdgeConfig], can_send: Callable[[], bool],
                  on_stale: Callable[[int, int | None], None], api_key: str | None = None,
-                 events: EventLog | None = None) -> None:
+                 events: EventLog | None = None, refused: Spool | None = None) -> None:
         self.spool = spool
+        self.refused = refused if refused is not None else Spool(os.path.join(spool.directory, REFUSED_DIR),
+                                                                  REFUSED_MAX)
         self.config = config
         self.can_send = can_send
         self.on_stale = on_stale
@@ -192,7 +209,16 @@ class Delivery:
         self._session.close()
 
     def submit(self, doc: dict) -> None:
-        """Queue one aggregate for delivery (called by the leader; never blocks)."""
+        """Queue one aggregate for delivery (called by the leader; never blocks on the network).
+
+        One that breaks the contract is not queued: the web tier would refuse it, so it is
+        kept in the dead-letter folder at once.
+        """
+        try:
+            validate_aggregate(doc)
+        except SchemaError as exc:
+            self._refuse(doc, Outcome("refused", error=str(exc)), "edge")
+            return
         self._pending.append(doc)
         self._wake.set()
 
@@ -244,9 +270,26 @@ class Delivery:
         if outcome.status == "stale":
             log.warning("web tier rejected %s: stale epoch (newest %s)", idempotency_key(doc), outcome.newest_epoch)
             self.on_stale(doc["epoch"], outcome.newest_epoch)
-        elif outcome.status == "rejected":
-            log.error("web tier refused %s as bad input (%s): dropped", idempotency_key(doc), outcome.code)
+        elif outcome.status == "refused":
+            self._refuse(doc, outcome, "web")
         return outcome
+
+    def _refuse(self, doc: dict, outcome: Outcome, by: str) -> None:
+        """Keep `doc` in the dead-letter folder with why it was refused; count and log it."""
+        if by == "edge":
+            self.counts.add("refused")  # a web refusal is counted by `_deliver`, as every answer
+        self.events.write("refused", group=doc.get("group"), epoch=doc.get("epoch"), round=doc.get("round"),
+                          by=by, code=outcome.code, error=outcome.error)
+        try:
+            name = self.refused.append({"refused_by": by, "refused_at": time.time(), **asdict(outcome),
+                                        "aggregate": doc})
+        except (OSError, TypeError, ValueError) as exc:
+            self.counts.add("refused_lost")
+            log.error("aggregate %s refused by the %s (%s: %s) and could not be kept: %s", _key(doc), by,
+                      outcome.code, outcome.error, exc)
+            return
+        log.error("aggregate %s refused by the %s (%s: %s): kept in %s", _key(doc), by, outcome.code,
+                  outcome.error, os.path.join(self.refused.directory, name))
 
     def _post_anywhere(self, doc: dict) -> Outcome:
         """Try every URL once, starting with the last one that answered."""
@@ -281,9 +324,26 @@ class Delivery:
         if code == 409:
             return Outcome("stale", code, url, _newest_epoch(response))
         if code in (400, 413, 422):
-            return Outcome("rejected", code, url)
+            return Outcome("refused", code, url, error=_error(response))
         log.warning("POST %s answered %d", url, code)
         return Outcome("failed", code, url)
+
+
+def _key(doc: object) -> str:
+    try:
+        return idempotency_key(doc)
+    except (TypeError, KeyError):
+        return "(no key)"
+
+
+def _error(response: requests.Response) -> str:
+    """The web tier's ``error`` message, or the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error)[:500] if error is not None else response.text[:200]
 
 
 def _newest_epoch(response: requests.Response) -> int | None:

@@ -191,7 +191,8 @@ class EdgeNode:
                 "started_at": self.started_at, "version": __version__, "leader_epoch": self.epoch,
                 "config_applied": self.hotconfig.applied, "config_errors": self.hotconfig.errors,
                 "counts": self.counts.snapshot(), "delivery": self.delivery.counts.snapshot(),
-                "backlog": self.delivery.backlog(), "spool_dropped": self.delivery.spool.dropped}
+                "backlog": self.delivery.backlog(), "spool_dropped": self.delivery.spool.dropped,
+                "refused_kept": len(self.delivery.refused)}
 
     # --- callbacks: record and signal only (they run on kazoo's threads) ---------------------
 

@@ -21,18 +21,32 @@ from edge.sources import build_source
 from scripts.servers import free_port
 from scripts.servers import wait_until
 from webapp import create_app
+from webapp.config import Settings
 
 KEY = "test-key-1"
 
 
 @pytest.fixture
-def cluster_app(settings, zk, zk_hosts):
-    app = create_app(settings.replace(zk_hosts=zk_hosts + zk.chroot, api_keys=(KEY,), admin_keys=(KEY,)))
-    wait_until(lambda: app.extensions["zk"].connected, 10, "the web tier's ZooKeeper client")
-    yield app
-    app.extensions["zk"].stop()
-    app.extensions["zk"].close()
-    app.extensions["redis"].close()
+def make_cluster_app(settings, zk, zk_hosts):
+    made = []
+
+    def make(**changes):
+        app = create_app(settings.replace(zk_hosts=zk_hosts + zk.chroot, api_keys=(KEY,), admin_keys=(KEY,),
+                                          **changes))
+        made.append(app)
+        wait_until(lambda: app.extensions["zk"].connected, 10, "the web tier's ZooKeeper client")
+        return app
+
+    yield make
+    for app in made:
+        app.extensions["zk"].stop()
+        app.extensions["zk"].close()
+        app.extensions["redis"].close()
+
+
+@pytest.fixture
+def cluster_app(make_cluster_app):
+    return make_cluster_app()
 
 
 @pytest.fixture
@@ -113,6 +127,87 @@ def test_put_config_requires_a_key_and_a_valid_document(cluster_app, zk):
     assert json.loads(zk.get("/aeroguard/groups/g1/config")[0]) == {"fusion_k": 5}
     assert client.put("/api/v1/config?group=bad%20group", json={}, headers={"X-API-Key": KEY}).status_code == 400
     assert client.get("/api/v1/cluster").json["config"] == good
+
+
+def _put(client, doc, group=None):
+    url = "/api/v1/config" + (f"?group={group}" if group else "")
+    return client.put(url, json=doc, headers={"X-API-Key": KEY})
+
+
+def _znode(zk, path):
+    """The data and version of `path`, None if absent: what a refused write must leave alone."""
+    if zk.exists(path) is None:
+        return None
+    data, stat = zk.get(path)
+    return data, stat.version
+
+
+def test_put_config_judges_the_config_every_node_will_merge(cluster_app, zk):
+    """The web tier refuses what the edge would reject once merged, and changes nothing then."""
+    client = cluster_app.test_client()
+    answer = _put(client, {"round_timeout_s": 5})  # the default period is 1 s
+    assert answer.status_code == 400 and "round_timeout_s must not exceed sampling_period_s" in answer.json["error"]
+    assert zk.exists("/aeroguard/config") is None
+    assert _put(client, {"sampling_period_s": 2, "round_timeout_s": 1.5}).status_code == 200
+    cluster_before = _znode(zk, "/aeroguard/config")
+
+    answer = _put(client, {"sampling_period_s": 1}, group="g1")  # 1.5 s rounds from the cluster config
+    assert answer.status_code == 400 and "/aeroguard/config" in answer.json["error"]
+    assert zk.exists("/aeroguard/groups/g1/config") is None
+    assert _put(client, {"sampling_period_s": 1, "round_timeout_s": 0.5}, group="g1").status_code == 200
+    group_before = _znode(zk, "/aeroguard/groups/g1/config")
+
+    answer = _put(client, {"sampling_period_s": 2, "http_timeout_s": 1.5})  # g1's 1 s period: 1.5 >= 1
+    assert answer.status_code == 400 and "/aeroguard/groups/g1/config" in answer.json["error"]
+    assert (_znode(zk, "/aeroguard/config"), _znode(zk, "/aeroguard/groups/g1/config")) == (cluster_before,
+                                                                                             group_before)
+    assert _put(client, {"sampling_period_s": 2, "http_timeout_s": 0.5}).status_code == 200
+
+
+@pytest.mark.parametrize("doc, why", [
+    ({"sampling_period_s": 0.001}, "sampling_period_s must be a number in [0.1, 3600]"),
+    ({"api_urls": ["http://user:secret@127.0.0.1:8000"]}, "must not carry user info"),
+    ({"api_urls": ["http://:8000"]}, "with a host"),
+])
+def test_put_config_refuses_a_tiny_period_and_bad_urls(cluster_app, zk, doc, why):
+    answer = _put(cluster_app.test_client(), doc)
+    assert answer.status_code == 400 and why in answer.json["error"]
+    assert zk.exists("/aeroguard/config") is None
+
+
+def test_put_config_keeps_api_urls_to_the_allowed_hosts(make_cluster_app, zk):
+    client = make_cluster_app(config_url_hosts=("127.0.0.1", "web")).test_client()
+    answer = _put(client, {"api_urls": ["http://web:8000", "http://10.9.8.7:8000"]})
+    assert answer.status_code == 400 and "10.9.8.7" in answer.json["error"]
+    assert zk.exists("/aeroguard/config") is None
+    assert _put(client, {"api_urls": ["http://WEB:8000", "https://127.0.0.1/"]}).status_code == 200
+
+
+def test_config_url_hosts_is_read_from_the_environment():
+    assert Settings.from_env({"CONFIG_URL_HOSTS": " web , 127.0.0.1,"}).config_url_hosts == ("web", "127.0.0.1")
+    assert Settings.from_env({}).config_url_hosts == ()
+
+
+def test_an_aggregate_the_contract_refuses_is_kept_and_shown_in_the_cluster_view(cluster_app, edge_nodes):
+    """A sensor reading 2e9: the leader's aggregate is refused by the edge itself, kept and reported."""
+    served = Served(cluster_app)
+    try:
+        node = edge_nodes("n1", "const:2e9", [served.url])
+        client = cluster_app.test_client()
+
+        def reported():
+            nodes = client.get("/api/v1/cluster").json["groups"].get("g1", {}).get("live_nodes", [])
+            info = next((n for n in nodes if n.get("node_id") == "n1"), {})
+            return info if info.get("refused_kept") and info.get("delivery", {}).get("refused") else None
+
+        info = wait_until(reported, 15, "refused aggregates in the cluster view")
+        assert info["delivery"].get("stored", 0) == 0
+        kept = node.delivery.refused.oldest(1)[0][1]
+        assert kept["refused_by"] == "edge" and "value must be within" in kept["error"]
+        assert kept["aggregate"]["group"] == "g1" and kept["aggregate"]["value"] == 2e9
+        assert requests.get(f"{served.url}/listar?sensor=g1", timeout=5).json()["readings"] == []
+    finally:
+        served.close()
 
 
 def test_end_to_end_edge_to_web_tier(cluster_app, edge_nodes):

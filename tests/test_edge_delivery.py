@@ -124,3 +124,47 @@ def test_nothing_is_sent_while_offline(tmp_path, receivers):
         assert web.count() == 0
         h.online.set()
         wait_until(lambda: web.count() == 1, 5, "sent once back online")
+
+
+def _refused(h) -> list[dict]:
+    return [doc for _, doc in h.delivery.refused.oldest(100)]
+
+
+def test_an_aggregate_the_web_tier_refuses_is_kept_counted_and_the_next_round_still_goes(tmp_path, receivers):
+    web = receivers()
+    spool = Spool(str(tmp_path), 1000)
+    spool.append({**_doc(1), "value": 2e9})  # spooled by an edge that did not check the contract
+    spool.append(_doc(2))
+    with Harness(tmp_path, [web.url]) as h:
+        wait_until(lambda: web.count() == 1 and not h.delivery.backlog(), 10, "the spool replayed")
+        assert web.rounds() == [2]
+        assert h.delivery.counts["refused"] == 1
+        [kept] = _refused(h)
+    assert kept["refused_by"] == "web" and kept["code"] == 400 and kept["url"].startswith(web.url)
+    assert "value must be within" in kept["error"] and kept["aggregate"] == {**_doc(1), "value": 2e9}
+    assert tmp_path.joinpath("refused").is_dir() and len(Spool(str(tmp_path / "refused"), 10)) == 1
+
+
+def test_the_edge_refuses_its_own_bad_aggregate_before_sending_and_keeps_it(tmp_path, receivers):
+    web = receivers()
+    bad = aggregate("g1", 1, 1, 1_700_000_000_001, 20.0, [],
+                    [{"node_id": "n3", "value": 95.0, "reason": "x" * 201}])
+    with Harness(tmp_path, [web.url]) as h:
+        h.delivery.submit(bad)
+        h.delivery.submit(_doc(2))
+        wait_until(lambda: web.count() == 1, 10, "the good round stored")
+        assert web.rounds() == [2]
+        assert h.delivery.counts["refused"] == 1
+        [kept] = _refused(h)
+    assert kept["refused_by"] == "edge" and kept["code"] is None and kept["url"] is None  # never sent
+    assert kept["aggregate"] == bad
+    assert "excluded[0].reason must be a string of at most 200 characters" in kept["error"]
+
+
+def test_the_dead_letter_folder_is_bounded(tmp_path):
+    refused = Spool(str(tmp_path / "refused"), 2)
+    delivery = Delivery(Spool(str(tmp_path), 10), lambda: merge({}), lambda: True, lambda *a: None, refused=refused)
+    for r in range(3):
+        delivery.submit({**_doc(r), "value": float("nan")})
+    assert [doc["aggregate"]["round"] for _, doc in refused.oldest(5)] == [1, 2]
+    assert refused.dropped == 1 and delivery.counts["refused"] == 3 and not delivery.backlog()

@@ -32,6 +32,15 @@ CASES = [
     ({"sampling_period_s": 1, "fusion_min_spread": -0.1}, False),
     ({"sampling_period_s": 1, "period": 1}, False),
     (["sampling_period_s"], False),
+    ({"sampling_period_s": 0.1}, True),
+    ({"sampling_period_s": 0.001}, False),
+    ({"round_timeout_s": 5}, False),
+    ({"round_timeout_s": 0.9, "http_timeout_s": 0.5}, True),
+    ({"http_timeout_s": 1}, False),
+    ({"api_urls": ["http://user:secret@web:8000"]}, False),
+    ({"api_urls": ["http://:8000"]}, False),
+    ({"api_urls": ["http://web:99999"]}, False),
+    ({"fusion_k": 10**400}, False),
 ]
 
 
@@ -54,6 +63,11 @@ def test_edge_and_web_tier_validate_alike(doc, valid):
 def test_malformed_documents_raise(raw):
     with pytest.raises(ConfigError):
         parse_document(raw)
+
+
+def test_a_period_of_one_millisecond_is_refused():
+    with pytest.raises(ConfigError, match=r"sampling_period_s must be a number in \[0.1, 3600\]"):
+        parse_document(b'{"sampling_period_s": 0.001}')
 
 
 def test_derived_timeouts_follow_the_period():

@@ -1,4 +1,7 @@
-"""The aggregate contract: the edge's copy and the web tier's copy accept the same documents."""
+"""The aggregate contract: the edge and the web tier, loading ``contracts/``, accept the same documents.
+
+A table of named cases; ``tests/test_contracts.py`` checks the same on generated documents.
+"""
 from __future__ import annotations
 
 import pytest
@@ -32,13 +35,20 @@ CASES = [
     ({**GOOD, "excluded": [{"node_id": "n3", "value": float("inf")}]}, False),
     ({**GOOD, "readings": "n1"}, False),
     ([GOOD], False),
+    ({**GOOD, "value": 1e9}, True),
+    ({**GOOD, "value": 2e9}, False),
+    ({**GOOD, "excluded": [{"node_id": "n3", "value": 1.0, "reason": "x" * 200}]}, True),
+    ({**GOOD, "excluded": [{"node_id": "n3", "value": 1.0, "reason": "x" * 201}]}, False),
+    ({**GOOD, "readings": [{"node_id": "n1", "value": 1.0, "measured_at": 1.5}]}, False),
+    ({**GOOD, "readings": [{"node_id": "n1", "value": 1.0, "colour": "red"}]}, False),
+    ({**GOOD, "timestamp": NOW + 60_001}, False),
 ]
 
 
 @pytest.mark.parametrize("doc, valid", CASES)
 def test_edge_and_web_tier_agree(doc, valid):
     try:
-        validate_aggregate(doc)
+        validate_aggregate(doc, NOW)
         edge_ok = True
     except SchemaError:
         edge_ok = False
@@ -56,7 +66,15 @@ def test_aggregate_builds_a_valid_document():
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"node_id": "n1"}',
-                                 b'{"node_id": "n1", "round": 1, "epoch": 1, "value": null, "measured_at": 1}'])
+                                 b'{"node_id": "n1", "round": 1, "epoch": 1, "value": null, "measured_at": 1}',
+                                 b'{"node_id": "n1", "round": 1, "epoch": 1, "value": 2e9, "measured_at": 1}',
+                                 b'{"node_id": "n1", "round": 1, "epoch": 1, "value": 1, "measured_at": 1.5}'])
 def test_malformed_queue_entries_raise(raw):
     with pytest.raises(SchemaError):
         Reading.from_bytes(raw)
+
+
+def test_a_reading_beyond_the_contract_never_reaches_an_aggregate():
+    """A follower's 2e9 is refused on the queue, so it cannot make the leader's aggregate unsendable."""
+    with pytest.raises(SchemaError, match="value must be within"):
+        Reading.from_bytes(Reading("n2", 1, 1, 2e9, NOW).to_bytes())

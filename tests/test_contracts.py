@@ -1,0 +1,200 @@
+"""The edge and the web tier judge every aggregate and every config document alike.
+
+Hypothesis builds documents around the contract's edges (±1e9 and just beyond, 2e9, NaN,
+infinities, bools and floats where integers belong, huge integers, 200/201-character
+reasons, 64/65 entries, bad ids and URLs, unknown and missing keys) and both validators must
+accept or refuse each one together. Neither side imports the other here beyond its public
+validator; both load ``contracts/``.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+
+from hypothesis import HealthCheck
+from hypothesis import example
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from contracts import aggregate as aggregate_contract
+from edge.hotconfig import ConfigError
+from edge.hotconfig import merge
+from edge.hotconfig import parse_document
+from edge.schema import SchemaError
+from edge.schema import validate_aggregate
+from webapp.cluster import validate_config
+from webapp.errors import BadInput
+from webapp.validation import parse_aggregate
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = 1_763_770_000_123
+SKEW = aggregate_contract.MAX_FUTURE_SKEW_MS
+MANY = hsettings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+odd = st.sampled_from([None, True, False, "1", "", [], {}, float("nan"), float("inf"), -float("inf"), 10**400])
+# Values on both sides of each limit: a valid document with one or two of these swapped in.
+numbers = st.one_of(
+    st.sampled_from([0, -0.0, 1e9, -1e9, 1e9 + 1, math.nextafter(1e9, math.inf), 2e9, -2e9, 1e308, 2**62 + 1]),
+    st.floats(-1.1e9, 1.1e9), st.integers(-(2**64), 2**64), odd)
+integers = st.one_of(st.sampled_from([0, 2**62, 2**62 + 1, -1, 1.0, 1.5, True, NOW + SKEW, NOW + SKEW + 1]),
+                     st.integers(-10, 2**63), odd)
+ids = st.one_of(st.sampled_from(["a" * 64, "a" * 65, "", "n 1", "n/1", "é"]),
+                st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True), odd)
+reasons = st.one_of(st.integers(0, 230).map(lambda n: "r" * n), st.text(max_size=5), odd)
+BAD = {"group": ids, "node_id": ids, "epoch": integers, "round": integers, "timestamp": integers,
+       "measured_at": st.one_of(integers, st.none()), "value": numbers, "reason": reasons,
+       "readings": st.one_of(st.lists(st.just({"node_id": "n1", "value": 1.0}), min_size=63, max_size=66), odd),
+       "colour": st.just(1)}
+
+valid_value = st.one_of(st.floats(-1e9, 1e9), st.integers(-(10**9), 10**9))
+valid_reading = st.fixed_dictionaries({"node_id": ids.filter(lambda v: isinstance(v, str)), "value": valid_value},
+                                      optional={"measured_at": st.integers(0, 2**62)})
+valid_excluded = st.fixed_dictionaries({"node_id": st.just("n3"), "value": valid_value},
+                                       optional={"reason": st.integers(0, 200).map(lambda n: "r" * n)})
+valid_aggregates = st.fixed_dictionaries(
+    {"group": st.just("boiler-1"), "epoch": st.integers(0, 2**62), "round": st.integers(0, 2**62),
+     "timestamp": st.integers(0, NOW + SKEW), "value": valid_value},
+    optional={"readings": st.lists(valid_reading, min_size=1, max_size=3),
+              "excluded": st.lists(valid_excluded, min_size=1, max_size=3)})
+
+
+@st.composite
+def aggregates(draw):
+    """A valid aggregate, then up to two changes: a key set to an edge value, added or removed."""
+    doc = json.loads(json.dumps(draw(valid_aggregates)))
+    for _ in range(draw(st.integers(0, 2))):
+        target = doc
+        if doc.get("readings") and draw(st.booleans()):
+            target = doc["readings"][0]
+        elif doc.get("excluded") and draw(st.booleans()):
+            target = doc["excluded"][0]
+        key = draw(st.sampled_from(sorted(BAD)))
+        if key in target and draw(st.integers(0, 4)) == 0:
+            del target[key]
+        else:
+            target[key] = draw(BAD[key])
+    return doc
+
+
+aggregates = st.one_of(aggregates(), odd)
+
+GOOD = {"group": "boiler-1", "epoch": 17, "round": 42, "timestamp": NOW, "value": 71.3,
+        "readings": [{"node_id": "n1", "value": 71.2, "measured_at": NOW - 20}],
+        "excluded": [{"node_id": "n3", "value": 150.0, "reason": "beyond 3.5 MAD of median"}]}
+
+
+def _edge_accepts(doc) -> bool:
+    try:
+        validate_aggregate(doc, NOW)
+    except SchemaError:
+        return False
+    return True
+
+
+def _web_accepts(doc) -> bool:
+    try:
+        parse_aggregate(doc, NOW, SKEW)
+    except BadInput:
+        return False
+    return True
+
+
+@MANY
+@given(aggregates)
+@example({**GOOD, "value": 2e9})
+@example({**GOOD, "value": 1e9})
+@example({**GOOD, "excluded": [{"node_id": "n3", "value": 1.0, "reason": "x" * 201}]})
+@example({**GOOD, "excluded": [{"node_id": "n3", "value": 1.0, "reason": "x" * 200}]})
+@example({**GOOD, "readings": [{"node_id": "n1", "value": 1.0, "measured_at": 1.5}]})
+@example({**GOOD, "readings": [{"node_id": "n1", "value": 1.0, "measured_at": True}]})
+@example({**GOOD, "epoch": 2**62 + 1})
+@example({**GOOD, "value": float("nan")})
+def test_edge_and_web_tier_agree_on_every_aggregate(doc):
+    assert _edge_accepts(doc) == _web_accepts(doc), doc
+
+
+def test_the_aggregates_the_issue_names_are_refused_on_both_sides():
+    for doc in ({**GOOD, "value": 2e9},
+                {**GOOD, "excluded": [{"node_id": "n3", "value": 1.0, "reason": "x" * 201}]},
+                {**GOOD, "readings": [{"node_id": "n1", "value": 1.0, "measured_at": 1.5}]}):
+        assert (_edge_accepts(doc), _web_accepts(doc)) == (False, False), doc
+    assert (_edge_accepts({**GOOD, "value": -1e9}), _web_accepts({**GOOD, "value": -1e9})) == (True, True)
+
+
+config_numbers = st.one_of(
+    st.sampled_from([0, 0.001, 0.0999, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 5, 59.9, 60, 61, 100, 101, 3600, 3601, 1e9, 2e9,
+                     -1, -0.0]),
+    st.floats(0, 4000), odd)
+urls = st.one_of(st.sampled_from(["ftp://a", "http://", "http:///x", "http://user:pw@a", "http://@a", "http://a:99999",
+                                  "http://a b", "//a", "a:8000", "https://a" + "x" * 600, "HTTP://A"]),
+                 st.text(max_size=12), odd)
+valid_urls = st.sampled_from(["http://a:8000", "https://b/api/v1/readings", "http://127.0.0.1:8000/", "https://[::1]:1"])
+valid_configs = st.fixed_dictionaries(
+    {}, optional={"sampling_period_s": st.floats(0.1, 3600), "round_timeout_s": st.floats(0.01, 1),
+                  "http_timeout_s": st.floats(0.01, 0.09), "fusion_k": st.floats(0.5, 100),
+                  "fusion_min_spread": st.floats(0, 1e9), "api_urls": st.lists(valid_urls, max_size=3)})
+CONFIG_BAD = {"sampling_period_s": config_numbers, "round_timeout_s": config_numbers, "http_timeout_s": config_numbers,
+              "fusion_k": config_numbers, "fusion_min_spread": config_numbers, "period": st.just(1),
+              "api_urls": st.one_of(st.lists(st.one_of(valid_urls, urls), min_size=1, max_size=3),
+                                    st.lists(st.just("http://a"), min_size=16, max_size=17), odd)}
+
+
+@st.composite
+def configs(draw):
+    """A valid document, then up to two keys set to edge values (alone, or across keys)."""
+    doc = draw(valid_configs)
+    for _ in range(draw(st.integers(0, 2))):
+        key = draw(st.sampled_from(sorted(CONFIG_BAD)))
+        doc[key] = draw(CONFIG_BAD[key])
+    return doc
+
+
+configs = st.one_of(configs(), odd)
+
+
+def _edge_applies(doc) -> bool:
+    """What a node with the default period does with `doc` as its cluster config."""
+    try:
+        merge({"sampling_period_s": 1.0}, parse_document(json.dumps(doc)))
+    except ConfigError:
+        return False
+    return True
+
+
+def _web_writes(doc) -> bool:
+    try:
+        validate_config(doc)
+    except BadInput:
+        return False
+    return True
+
+
+@MANY
+@given(configs)
+@example({"round_timeout_s": 5})
+@example({"http_timeout_s": 1})
+@example({"sampling_period_s": 0.001})
+@example({"sampling_period_s": 0.5, "round_timeout_s": 0.8})
+@example({"api_urls": ["http://user:pw@web:8000"]})
+@example({"fusion_k": 10**400})
+def test_edge_and_web_tier_agree_on_every_config_document(doc):
+    assert _edge_applies(doc) == _web_writes(doc), doc
+
+
+def test_the_configs_the_issue_names_are_refused_on_both_sides():
+    for doc in ({"round_timeout_s": 5}, {"sampling_period_s": 0.001}, {"api_urls": ["http://u:p@web:8000"]}):
+        assert (_edge_applies(doc), _web_writes(doc)) == (False, False), doc
+    assert (_edge_applies({"sampling_period_s": 0.1}), _web_writes({"sampling_period_s": 0.1})) == (True, True)
+
+
+def test_the_contracts_import_neither_side():
+    paths = sorted((ROOT / "contracts").glob("*.py"))
+    assert len(paths) >= 3
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+        assert not [n for n in names if n.split(".")[0] in ("webapp", "edge")], path
