@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 
@@ -136,12 +137,13 @@ def test_sensor_fault_incident_per_node(settings, receivers):
     app = alerting_app(settings, receiver)
     client = app.test_client()
     try:
+        start = time.time_ns() // 1_000_000 - 60_000
         for rnd in range(1, 10):
             faulty = 3 <= rnd <= 4
             readings = [{"node_id": "n1", "value": 20.0}, {"node_id": "n2", "value": 20.1},
                         {"node_id": "n3", "value": 80.0 if faulty else 20.05}]
             excluded = [{"node_id": "n3", "value": 80.0, "reason": "beyond 3.5 MAD"}] if faulty else []
-            aggregate = {"group": "kettle", "epoch": 1, "round": rnd, "timestamp": 1_700_000_000_000 + rnd * 1000,
+            aggregate = {"group": "kettle", "epoch": 1, "round": rnd, "timestamp": start + rnd * 1000,
                          "value": 20.05, "readings": readings, "excluded": excluded}
             assert client.post("/api/v1/readings", json=aggregate).status_code == 201
         wait_until(lambda: len(receiver.bodies) == 2, 15, "fault opened and closed")
