@@ -1,6 +1,10 @@
 #!/bin/sh
-# Starts Redis or Sentinel of the AeroGuard swarm stack with the password from a Docker secret,
-# so the password is never in the stack file, a config in git, or a command line (`ps`).
+# Starts Redis or Sentinel of the AeroGuard swarm stack with the passwords from Docker secrets,
+# so no password is ever in the stack file, a config in git, or a command line (`ps`):
+#   - the Redis password (default user, `masterauth`, `sentinel auth-pass`, and Sentinel's own
+#     `requirepass`: Sentinels use it with each other and the web tier with them);
+#   - Grafana's password, for the read-only `grafana` user that redis.conf and sentinel.conf
+#     declare `off`: it is turned on here with that password, never with the Redis one.
 #
 #   entrypoint.sh server [REDIS-SERVER OPTIONS...]   e.g. --replicaof redis-1 6379
 #   entrypoint.sh sentinel ANNOUNCE_HOSTNAME
@@ -14,19 +18,34 @@ BIN=${AEROGUARD_REDIS_BIN:-/opt/redis-stack/bin}
 CONF_DIR=${AEROGUARD_REDIS_CONF_DIR:-/etc/aeroguard}
 DATA_DIR=${AEROGUARD_REDIS_DATA_DIR:-/data}
 SECRET=${REDIS_PASSWORD_FILE:-/run/secrets/redis_password}
+GRAFANA_SECRET=${REDIS_GRAFANA_PASSWORD_FILE:-/run/secrets/redis_grafana_password}
 
 die() {
     echo "entrypoint.sh: $*" >&2
     exit 1
 }
 
-read_password() {
-    [ -r "$SECRET" ] || die "Redis password secret not readable at $SECRET (create it: see docker-stack.yml)"
-    pw=$(cat "$SECRET")
+# Prints the password held in the secret file $1.
+read_secret() {
+    [ -r "$1" ] || die "password secret not readable at $1 (create it: see docker-stack.yml)"
+    secret=$(cat "$1")
     # It is written unquoted into config files: allow only characters that need no quoting.
-    case $pw in
-        "" | *[!A-Za-z0-9_-]*) die "the password in $SECRET must be non-empty [A-Za-z0-9_-] (openssl rand -hex 32)" ;;
+    case $secret in
+        "" | *[!A-Za-z0-9_-]*) die "the password in $1 must be non-empty [A-Za-z0-9_-] (openssl rand -hex 32)" ;;
     esac
+    printf '%s' "$secret"
+}
+
+read_passwords() {
+    pw=$(read_secret "$SECRET")
+    grafana_pw=$(read_secret "$GRAFANA_SECRET")
+    [ "$grafana_pw" != "$pw" ] || die "the Grafana password ($GRAFANA_SECRET) must differ from the Redis password"
+}
+
+# Prints the `user grafana off ...` line of config file $1, turned on with Grafana's password.
+grafana_user() {
+    line=$(grep '^user grafana off ' "$1") || die "$1 has no 'user grafana off ...' line"
+    printf '%s\n' "$line" | sed "s/^user grafana off /user grafana on >$grafana_pw /"
 }
 
 role=${1:-}
@@ -34,30 +53,42 @@ role=${1:-}
 umask 077
 case $role in
 server)
-    read_password
-    # The full config lives only in the container's own filesystem, never in the data volume.
+    read_passwords
+    # The full config lives only in the container's own filesystem (a tmpfs), never in the data volume.
     conf=$(mktemp "${TMPDIR:-/tmp}/redis.XXXXXX")
-    { cat "$CONF_DIR/redis.conf"; printf 'requirepass %s\nmasterauth %s\n' "$pw" "$pw"; } > "$conf"
+    {
+        grep -v '^user grafana ' "$CONF_DIR/redis.conf"
+        grafana_user "$CONF_DIR/redis.conf"
+        printf 'requirepass %s\nmasterauth %s\n' "$pw" "$pw"
+    } > "$conf"
     exec "$BIN/redis-server" "$conf" "$@"
     ;;
 sentinel)
     [ $# -eq 1 ] || die "usage: entrypoint.sh sentinel ANNOUNCE_HOSTNAME"
-    read_password
+    read_passwords
     conf=$DATA_DIR/sentinel.conf
     # First start: the template. Later starts keep what Sentinel learned (current master,
     # peers, epoch); a Sentinel that lost its volume catches up from its peers' hello messages.
     [ -f "$conf" ] || cp "$CONF_DIR/sentinel.conf" "$conf"
     # Re-applied on every start, after `sentinel monitor`, so a rotated secret takes effect.
-    sed -i -e '/^sentinel auth-pass /d' -e '/^sentinel announce-ip /d' "$conf"
-    printf 'sentinel auth-pass aeroguard %s\nsentinel announce-ip %s\n' "$pw" "$1" >> "$conf"
+    # Sentinel rewrites its users as `user NAME on #HASH ...` (default included, from
+    # requirepass): all are dropped here, or an old hash would outlive a rotated secret.
+    sed -i -e '/^sentinel auth-pass /d' -e '/^sentinel announce-ip /d' \
+        -e '/^requirepass /d' -e '/^user /d' "$conf"
+    {
+        grafana_user "$CONF_DIR/sentinel.conf"
+        printf 'requirepass %s\nsentinel auth-pass aeroguard %s\nsentinel announce-ip %s\n' "$pw" "$pw" "$1"
+    } >> "$conf"
     exec "$BIN/redis-server" "$conf" --sentinel
     ;;
 health)
     case ${1:-} in
-        server) read_password; export REDISCLI_AUTH="$pw"; port=${AEROGUARD_REDIS_PORT:-6379} ;;
+        server) port=${AEROGUARD_REDIS_PORT:-6379} ;;
         sentinel) port=${AEROGUARD_SENTINEL_PORT:-26379} ;;
         *) die "usage: entrypoint.sh health server|sentinel" ;;
     esac
+    REDISCLI_AUTH=$(read_secret "$SECRET")
+    export REDISCLI_AUTH
     [ "$("$BIN/redis-cli" -h 127.0.0.1 -p "$port" ping)" = PONG ]
     ;;
 *)

@@ -353,8 +353,8 @@ def test_grafana_provisioning_matches_the_stack(stack):
     assert source["type"] == "redis-datasource"
     assert source["jsonData"]["client"] == "sentinel"
     assert source["jsonData"]["sentinelName"] == _environment(stack["services"]["web"])["REDIS_SENTINEL_MASTER"]
-    assert source["secureJsonData"]["password"] == "$__file{/run/secrets/redis_password}"
-    assert "redis_password" in _names(grafana["secrets"])
+    assert source["secureJsonData"]["password"] == "$__file{/run/secrets/redis_grafana_password}"
+    assert "redis_grafana_password" in _names(grafana["secrets"])
     plugins = _environment(grafana)["GF_INSTALL_PLUGINS"].split()
     assert plugins[0] == "redis-datasource" and re.fullmatch(r"\d+\.\d+\.\d+", plugins[1])
     assert _environment(grafana)["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
@@ -458,11 +458,13 @@ class RedisFiles:
     directive is the one the stack runs.
     """
 
-    def __init__(self, tmp_path: Path, module: Path, password: str):
+    def __init__(self, tmp_path: Path, module: Path, password: str, grafana_password: str = "gr4fana-r3ads"):
         self.conf_dir = tmp_path / "conf"
         self.conf_dir.mkdir()
         self.secret = tmp_path / "redis_password"
         self.secret.write_text(password, encoding="utf-8")
+        self.grafana_secret = tmp_path / "redis_grafana_password"
+        self.grafana_secret.write_text(grafana_password, encoding="utf-8")
         self.module = module
         shutil.copy(ROOT / "redis/entrypoint.sh", self.conf_dir / "entrypoint.sh")
 
@@ -479,6 +481,7 @@ class RedisFiles:
             "AEROGUARD_REDIS_CONF_DIR": str(self.conf_dir),
             "AEROGUARD_REDIS_DATA_DIR": str(data_dir),
             "REDIS_PASSWORD_FILE": str(self.secret),
+            "REDIS_GRAFANA_PASSWORD_FILE": str(self.grafana_secret),
             **extra,
         }
 

@@ -219,12 +219,11 @@ class Demo:
         return self.ended_ms - span, self.ended_ms
 
 
-@pytest.fixture(scope="module")
-def demo(redis_server):
+def run_demo(settings: Settings) -> Demo:
     """Readings for two sensors: `kettle` through /detectar (one out of range) and edge group
-    `boiler-1` through POST /api/v1/readings over the last 4 hours (two with an excluded node)."""
-    settings = Settings(redis_url=redis_server.url, key_prefix=f"t:{uuid.uuid4().hex}:", hostname="grafana-demo",
-                        env="test")
+    `boiler-1` through POST /api/v1/readings over the last 4 hours (two with an excluded node).
+    The caller closes ``.redis`` and shuts ``.app`` down. Also used by tests/test_stack_security.py,
+    which reads the result back as Grafana's read-only Redis user."""
     app = create_app(settings)
     client = app.test_client()
     now = time.time_ns() // 1_000_000
@@ -247,9 +246,17 @@ def demo(redis_server):
     assert "critical" in verdicts, verdicts
     found = Demo(app, settings, first, time.time_ns() // 1_000_000 + 1000)
     found.metrics = client.get("/metrics").get_data(as_text=True)
+    return found
+
+
+@pytest.fixture(scope="module")
+def demo(redis_server):
+    settings = Settings(redis_url=redis_server.url, key_prefix=f"t:{uuid.uuid4().hex}:", hostname="grafana-demo",
+                        env="test")
+    found = run_demo(settings)
     yield found
     found.redis.close()
-    shutdown(app)
+    shutdown(found.app)
 
 
 def _redis_queries() -> list:
