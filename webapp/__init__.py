@@ -85,6 +85,8 @@ def shutdown(app: Flask) -> None:
         ext["zk"].stop()
         ext["zk"].close()
     ext["redis"].close()
+    if ext.get("readiness") is not None:  # /readyz's own connection (webapp.health)
+        ext["readiness"].client.close()
 
 
 class JSONProvider(DefaultJSONProvider):

@@ -64,6 +64,12 @@ class Settings:
     redis_sentinel_master: str = "aeroguard"
     redis_password: str | None = field(default=None, repr=False)
     redis_socket_timeout_s: float = 2.0
+    # /readyz asks Redis with its own connection: this timeout and no retry, so it answers 503 fast.
+    redis_ready_timeout_s: float = 0.5
+    # Requests per process that may wait on storage at once (gunicorn threads - 1: one thread
+    # always free for /healthz); once every slot has waited storage_stall_s, others get 503 at once.
+    storage_slots: int = 3
+    storage_stall_s: float = 0.5
     redis_wait_replicas: int = 0
     redis_wait_timeout_ms: int = 500
     key_prefix: str = "ag:"
@@ -126,6 +132,8 @@ class Settings:
             raise ValueError("inference_backend must be grpc, rest or inprocess (empty: grpc with SERVING_HOST)")
         if self.inference_timeout_s <= 0:
             raise ValueError("inference_timeout_s must be positive")
+        if self.storage_slots < 1 or self.storage_stall_s <= 0 or self.redis_ready_timeout_s <= 0:
+            raise ValueError("storage_slots must be at least 1, storage_stall_s and redis_ready_timeout_s positive")
         if self.env not in ENVIRONMENTS:
             raise ValueError(f"AEROGUARD_ENV must be one of {', '.join(ENVIRONMENTS)}")
         if self.zk_auth is not None and not re.fullmatch(r"[^:\s]+:\S+", self.zk_auth):
@@ -182,6 +190,9 @@ class Settings:
             redis_wait_replicas=int(env.get("REDIS_WAIT_REPLICAS", defaults.redis_wait_replicas)),
             redis_wait_timeout_ms=int(env.get("REDIS_WAIT_TIMEOUT_MS", defaults.redis_wait_timeout_ms)),
             redis_socket_timeout_s=float(env.get("REDIS_SOCKET_TIMEOUT_S", defaults.redis_socket_timeout_s)),
+            redis_ready_timeout_s=float(env.get("REDIS_READY_TIMEOUT_S", defaults.redis_ready_timeout_s)),
+            storage_slots=int(env.get("STORAGE_SLOTS", defaults.storage_slots)),
+            storage_stall_s=float(env.get("STORAGE_STALL_S", defaults.storage_stall_s)),
             key_prefix=env.get("AEROGUARD_KEY_PREFIX", defaults.key_prefix),
             zk_hosts=env.get("ZK_HOSTS", ""),
             zk_root=env.get("ZK_ROOT", defaults.zk_root),

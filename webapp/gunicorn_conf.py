@@ -13,6 +13,12 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Liveness under a Redis stall: requests queue for a worker's threads, so the web tier lets at
+# most threads - 1 of them wait on storage (webapp.health.Bulkhead) and one thread always answers
+# /healthz within the stack's 3 s healthcheck timeout: sync workers (or one thread) never could.
+if worker_class == "sync" or (worker_class == "gthread" and threads < 2):
+    raise SystemExit("the web tier needs gthread workers with GUNICORN_THREADS >= 2 (one thread for /healthz)")
+os.environ.setdefault("STORAGE_SLOTS", str(max(1, threads - 1)))  # set --threads here, not on the command line
 timeout = 30
 graceful_timeout = 10
 keepalive = 5

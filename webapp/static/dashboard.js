@@ -107,12 +107,31 @@ async function refreshSensor() {
   }
 }
 
+// /api/v1/sensors answers a page at a time: each poll re-reads only the pages shown so far
+// (one, until "more sensors" is pressed), not every sensor there is.
+const SENSOR_PAGE = 100;
+let sensorPages = 1;
+
+async function sensorNames() {
+  const names = [];
+  let after = null;
+  for (let page = 0; page < sensorPages; page++) {
+    const query = `count=${SENSOR_PAGE}` + (after ? `&after=${encodeURIComponent(after)}` : "");
+    const body = await getJSON(`/api/v1/sensors?${query}`);
+    names.push(...body.sensors.map((s) => s.sensor));
+    after = body.next_after || null;
+    if (!after) break;
+  }
+  $("more-sensors").hidden = !after;
+  return names;
+}
+
 async function refreshSensors() {
   try {
-    const body = await getJSON("/api/v1/sensors");
     const select = $("sensor");
-    const names = body.sensors.map((s) => s.sensor);
+    const names = await sensorNames();
     if (!sensor) sensor = names.includes(document.body.dataset.defaultSensor) ? document.body.dataset.defaultSensor : names[0] || null;
+    if (sensor && !names.includes(sensor)) names.push(sensor);  // chosen from a page no longer shown
     const current = Array.from(select.options).map((o) => o.value).join();
     if (current !== names.join()) {
       select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
@@ -174,5 +193,6 @@ async function refresh() {
 }
 
 $("sensor").addEventListener("change", (event) => { sensor = event.target.value; refreshSensor(); });
+$("more-sensors").addEventListener("click", () => { sensorPages += 1; refreshSensors(); });
 refresh();
 setInterval(refresh, POLL_MS);
