@@ -30,6 +30,7 @@ RUN groupadd --system --gid 10001 aeroguard \
 
 # Code and the small model artefacts (manifest, IsolationForest). SavedModels are left out by
 # .dockerignore: TF Serving serves them, this image cannot run them.
+COPY contracts/ contracts/
 COPY webapp/ webapp/
 COPY edge/ edge/
 COPY serving/models/ serving/models/

@@ -26,6 +26,7 @@ from edge.hotconfig import parse_document
 from edge.schema import SchemaError
 from edge.schema import validate_aggregate
 from webapp.cluster import validate_config
+from webapp.config import Settings
 from webapp.errors import BadInput
 from webapp.validation import parse_aggregate
 
@@ -198,3 +199,8 @@ def test_the_contracts_import_neither_side():
         names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
         names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
         assert not [n for n in names if n.split(".")[0] in ("webapp", "edge")], path
+
+
+def test_the_edge_checks_timestamps_with_the_web_tiers_default_skew():
+    assert aggregate_contract.MAX_FUTURE_SKEW_MS == Settings().max_future_skew_s * 1000
+    assert _edge_accepts({**GOOD, "timestamp": NOW + 5_000}) and not _edge_accepts({**GOOD, "timestamp": NOW + 5_001})

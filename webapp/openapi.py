@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import jsonify
 
+from contracts import aggregate as contract
 from webapp.config import SENSOR_PATTERN
 
 bp = Blueprint("openapi", __name__)
@@ -18,6 +19,8 @@ _DATO = {"name": "dato", "in": "query", "required": True, "description": "a fini
          "schema": {"type": "string", "pattern": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?$"}}
 _COUNT = {"name": "count", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}}
 _MS = {"type": "integer", "minimum": 0, "description": "milliseconds since the Unix epoch"}
+# The aggregate's bounds come from the contract the edge and the web tier load (contracts/).
+_VALUE = {"type": "number", "minimum": -contract.MAX_ABS_VALUE, "maximum": contract.MAX_ABS_VALUE}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _JSON = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
 
@@ -98,16 +101,16 @@ SPEC = {
                     "epoch": {"type": "integer", "minimum": 0},
                     "round": {"type": "integer", "minimum": 0},
                     "timestamp": _MS,
-                    "value": {"type": "number"},
-                    "readings": {"type": "array", "maxItems": 64, "items": {
-                        "type": "object", "required": ["node_id", "value"],
+                    "value": _VALUE,
+                    "readings": {"type": "array", "maxItems": contract.MAX_NODES, "items": {
+                        "type": "object", "required": ["node_id", "value"], "additionalProperties": False,
                         "properties": {"node_id": {"type": "string", "pattern": f"^{SENSOR_PATTERN}$"},
-                                       "value": {"type": "number"}, "measured_at": _MS}}},
-                    "excluded": {"type": "array", "maxItems": 64, "items": {
-                        "type": "object", "required": ["node_id", "value"],
+                                       "value": _VALUE, "measured_at": _MS}}},
+                    "excluded": {"type": "array", "maxItems": contract.MAX_NODES, "items": {
+                        "type": "object", "required": ["node_id", "value"], "additionalProperties": False,
                         "properties": {"node_id": {"type": "string", "pattern": f"^{SENSOR_PATTERN}$"},
-                                       "value": {"type": "number"},
-                                       "reason": {"type": "string", "maxLength": 200}}}},
+                                       "value": _VALUE,
+                                       "reason": {"type": "string", "maxLength": contract.MAX_REASON_CHARS}}}},
                 },
             },
         },
