@@ -169,8 +169,10 @@ def test_only_an_admin_key_changes_the_config(settings, zk, zk_hosts):
             assert client.put("/api/v1/config", json=doc, headers={"X-API-Key": key}).status_code == 403
             assert client.put("/api/v1/config?group=g-a", json=doc, headers={"X-API-Key": key}).status_code == 403
         assert client.put("/api/v1/config", json=doc).status_code == 401
+        zk.sync("/")
         assert zk.exists("/aeroguard") is None, "a refused PUT wrote to ZooKeeper"
         assert client.put("/api/v1/config", json=doc, headers={"X-API-Key": "admin"}).status_code == 200
+        zk.sync("/aeroguard")  # the app wrote through another session, maybe another server
         assert json.loads(zk.get("/aeroguard/config")[0]) == doc
     finally:
         shutdown(app)
