@@ -286,6 +286,7 @@ def _assert_locked_out(hosts: str, credentials: str | None) -> None:
     try:
         if credentials:
             stranger.add_auth("digest", credentials)  # ZooKeeper accepts any digest; the ACL decides
+        stranger.sync("/")  # its server has applied the writes made through the app's session
         assert stranger.exists("/aeroguard/config") is not None  # existence is not protected by ACLs
         for attempt in (lambda: stranger.get("/aeroguard/config"),
                         lambda: stranger.set("/aeroguard/config", b'{"sampling_period_s": 0.001}'),
