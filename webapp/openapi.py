@@ -5,7 +5,10 @@ names exactly the routes the app serves, and runs schema-driven requests against
 """
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 
 from contracts import aggregate as contract
@@ -120,4 +123,15 @@ SPEC = {
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(SPEC)
+    """The document, with the window an aggregate's timestamp must fall in as of now: no older
+    than the retention, at most the stated clock skew ahead (400 otherwise)."""
+    settings = current_app.extensions["settings"]
+    now = time.time_ns() // 1_000_000
+    timestamp = {**_MS, "minimum": now - int(settings.retention_days * 86_400_000),
+                 "maximum": now + int(settings.max_future_skew_s * 1000),
+                 "description": "milliseconds since the Unix epoch; within RETENTION_DAYS before and "
+                                "MAX_FUTURE_SKEW_S after the server's clock (bounds as of this document)"}
+    aggregate = SPEC["components"]["schemas"]["Aggregate"]
+    schemas = {**SPEC["components"]["schemas"],
+               "Aggregate": {**aggregate, "properties": {**aggregate["properties"], "timestamp": timestamp}}}
+    return jsonify({**SPEC, "components": {**SPEC["components"], "schemas": schemas}})
