@@ -68,11 +68,9 @@ def aggregates(draw):
     """A valid aggregate, then up to two changes: a key set to an edge value, added or removed."""
     doc = copy.deepcopy(draw(valid_aggregates))
     for _ in range(draw(st.integers(0, 2))):
-        target = doc
-        if doc.get("readings") and draw(st.booleans()):
-            target = doc["readings"][0]
-        elif doc.get("excluded") and draw(st.booleans()):
-            target = doc["excluded"][0]
+        entries = [doc[name][0] for name in ("readings", "excluded")
+                   if isinstance(doc.get(name), list) and doc[name] and isinstance(doc[name][0], dict)]
+        target = draw(st.sampled_from([doc, *entries]))
         key = draw(st.sampled_from(sorted(BAD)))
         if key in target and draw(st.integers(0, 4)) == 0:
             del target[key]
