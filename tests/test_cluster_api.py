@@ -121,9 +121,11 @@ def test_put_config_requires_a_key_and_a_valid_document(cluster_app, zk):
     assert zk.exists("/aeroguard/config") is None
     answer = client.put("/api/v1/config", json=good, headers={"X-API-Key": KEY})
     assert answer.status_code == 200 and answer.json["config"] == good
+    zk.sync("/aeroguard/config")  # the app wrote through its own session, maybe to another server
     assert json.loads(zk.get("/aeroguard/config")[0]) == good
     answer = client.put("/api/v1/config?group=g1", json={"fusion_k": 5}, headers={"X-API-Key": KEY})
     assert answer.status_code == 200
+    zk.sync("/aeroguard/groups/g1/config")
     assert json.loads(zk.get("/aeroguard/groups/g1/config")[0]) == {"fusion_k": 5}
     assert client.put("/api/v1/config?group=bad%20group", json={}, headers={"X-API-Key": KEY}).status_code == 400
     assert client.get("/api/v1/cluster").json["config"] == good
