@@ -103,12 +103,16 @@ setup_zookeeper() {
 
 setup_test_tools() {
     # chromium drives the dashboard test, wrk loads the web tier in `make bench`, curl runs
-    # README's examples in a test.
-    step "test tools (Debian packages chromium, wrk, curl)"
+    # README's examples in a test; tests/test_stack_security.py checks haproxy/haproxy.cfg with
+    # Debian's haproxy (the stack's HAProxy image installs the same package; Debian's default
+    # config binds no port) and makes its test certificate with openssl.
+    step "test tools (Debian packages chromium, wrk, curl, haproxy, openssl)"
     local missing=()
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     if [ ${#missing[@]} -eq 0 ]; then
         info "already installed"
     else

@@ -436,6 +436,10 @@ def test_sentinel_health_check_passes_with_the_password(secured, tmp_path):
     env = files.env(paths, tmp_path, AEROGUARD_SENTINEL_PORT=str(secured.sentinel_ports[0]))
     entrypoint = ["sh", str(files.conf_dir / "entrypoint.sh")]
     assert subprocess.run(entrypoint + ["health", "sentinel"], env=env, timeout=10).returncode == 0
+    # It really authenticates: with another password the same check fails.
+    files.secret.write_text("not-the-password", encoding="utf-8")
+    wrong = subprocess.run(entrypoint + ["health", "sentinel"], env=env, capture_output=True, timeout=10)
+    assert wrong.returncode != 0
 
 
 def test_grafana_on_a_sentinel_finds_the_master_and_can_do_nothing_else(secured):
