@@ -2,10 +2,12 @@
 
 A seeded generator sends requests to every endpoint (bad numbers, NaN/inf, huge and deeply
 nested bodies, malformed JSON, bad sensor ids, path and query junk, wrong methods and
-content types, plus valid readings and aggregates so acceptance is exercised too) and checks
-two promises after each one: no answer is a 5xx, and a rejected request (4xx) leaves Redis as
-it was: the same keys under the prefix, each time series with the same sample count, each
-stream, hash and string unchanged. Only accepted requests may add. Without ``--url`` it
+content types, plus valid readings and aggregates so acceptance is exercised too, and the
+attacks of issue 10: event amplification, label cardinality) and checks two promises after
+each one: no answer is a 5xx, and a rejected request (4xx) leaves Redis as it was: the same
+keys under the prefix, each time series with the same sample count, each stream, hash and
+string unchanged. Only accepted requests may add. At the end, no HTTP method or group name the
+generator made up may be a label value in ``/metrics``. Without ``--url`` it
 starts its own local stack on free ports (ZooKeeper, Redis, web under gunicorn; no edge nodes, whose
 writes would blur the check) and stops it after. Exit status 1 on any violation.
 
@@ -17,6 +19,7 @@ import argparse
 import http.client
 import json
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -41,6 +44,7 @@ JUNK_PATHS = ["/", "/nuevo/", "/nuevo/x", "/api", "/api/v1", "/api/v1/readings/1
               "/static/../webapp/config.py", "/static/%2e%2e/%2e%2e/etc/passwd", "/api/v1/sensors/../../x", "/x" * 300,
               "/api/v1/sensors/" + "a" * 3000, "/listar%00", "/metrics/x", "/openapi.json/x", "/%ff%fe"]
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+WARM_UP_READINGS = 12  # more than a window (WINDOW_SIZE, 10 by default)
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,17 @@ class Generator:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.rounds: Counter[str] = Counter()
-        self.kinds: list[Callable[[], Request]] = [
-            self.reading, self.reading, self.listar, self.aggregate, self.aggregate, self.aggregate_json_junk,
-            self.huge_body, self.anomalies, self.sensors, self.config, self.misc, self.junk_path, self.long_query]
+        self.invented: set[str] = set()  # made-up methods and group names: never a metric label
+        # The request mix: each kind of request (a method returning a `Request`) and its weight.
+        # A new attack is one method and one row here.
+        mix: list[tuple[Callable[[], Request], int]] = [
+            (self.reading, 2), (self.listar, 1), (self.aggregate, 2), (self.aggregate_json_junk, 1),
+            (self.huge_body, 1), (self.anomalies, 1), (self.sensors, 1), (self.config, 1), (self.misc, 1),
+            (self.junk_path, 1), (self.long_query, 1),
+            (self.event_amplification, 1),  # issue 10: 100 aggregates x 64 excluded nodes in one POST
+            (self.label_cardinality, 1),  # issue 10: made-up HTTP methods, many new groups
+        ]
+        self.kinds: list[Callable[[], Request]] = [kind for kind, weight in mix for _ in range(weight)]
 
     def next(self) -> Request:
         return self.rng.choice(self.kinds)()
@@ -181,6 +193,36 @@ class Generator:
     def long_query(self) -> Request:
         return Request("GET", f"/listar?sensor=s1&x={'a' * self.rng.choice([2100, 8000])}")
 
+    def event_amplification(self) -> Request:
+        """Many aggregates, each excluding the most nodes allowed: one request of 100 once wrote
+        6,400 sensor-fault events and pushed decisions out of the capped event log. At most 30
+        here: each aggregate is judged, and 100 of them can outlast the 10 s answer timeout on a
+        busy machine (the 100 x 64 case is tests/test_growth.py's)."""
+        items = []
+        for _ in range(self.rng.choice([1, 10, 30])):
+            item = self.valid_aggregate()
+            item["excluded"] = [{"node_id": f"x{i}", "value": 99.0} for i in range(64)]
+            items.append(item)
+        if self.rng.random() < 0.2:
+            items[self.rng.randrange(len(items))] = self.broken_aggregate()  # rejected whole: stores nothing
+        return self.post_json("/api/v1/readings", json.dumps(items, separators=(",", ":"), allow_nan=True).encode())
+
+    def label_cardinality(self) -> Request:
+        """Label values a client could invent: a made-up HTTP method, or aggregates of new groups
+        each with an excluded node (once one ``sensor_faults_total`` series per group)."""
+        if self.rng.random() < 0.5:
+            method = "".join(self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(self.rng.randint(3, 12)))
+            self.invented.add(method)
+            return Request(method, self.rng.choice(["/nuevo?dato=1", "/healthz", "/api/v1/readings", "/x"]))
+        items = []
+        for _ in range(self.rng.randint(1, 20)):
+            group = f"made-up-{self.rng.getrandbits(40):010x}"
+            self.invented.add(group)
+            items.append({"group": group, "epoch": 1, "round": 1, "timestamp": int(time.time() * 1000),
+                          "value": 20.0, "readings": [{"node_id": "n1", "value": 20.0}],
+                          "excluded": [{"node_id": "n2", "value": 90.0}]})
+        return self.post_json("/api/v1/readings", json.dumps(items).encode())
+
     def post_json(self, path: str, body: bytes, method: str = "POST") -> Request:
         return Request(method, path, body, {"Content-Type": "application/json"})
 
@@ -251,6 +293,10 @@ def fuzz(base_url: str, client: redis.Redis, prefix: str, requests: int, seed: i
     """Send `requests` generated requests to `base_url`, checking each answer against Redis."""
     split = urlsplit(base_url)
     generator, state, report = Generator(seed), StoreState(client, prefix), Report()
+    # The first judgement of a full window runs the learned detectors' models for the first
+    # time (over 10 s on a busy machine): once, before the checks, so no request times out on it.
+    for n in range(WARM_UP_READINGS):
+        send(split.hostname, split.port, Request("GET", f"/detectar?dato={20 + n % 2}&sensor=fuzz-warm-up"), timeout=120)
     before = state.take()
     started = time.monotonic()
     for n in range(1, requests + 1):
@@ -269,7 +315,20 @@ def fuzz(base_url: str, client: redis.Redis, prefix: str, requests: int, seed: i
         if n % progress_every == 0 or n == requests:
             print(f"  {n}/{requests} in {time.monotonic() - started:.0f} s; 5xx/violations so far: "
                   f"{len(report.violations)}", file=out, flush=True)
+    report.violations += invented_labels(split.hostname, split.port, generator.invented)
     return report
+
+
+def invented_labels(host: str, port: int, invented: set[str]) -> list[str]:
+    """Violations: a method or group name made up by the generator that became a metric label."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    labels = set(re.findall(r'="([^"]*)"', text))
+    return [f"made-up label value in /metrics: {name}" for name in sorted(invented & labels)[:5]]
 
 
 def start_stack(state_dir: Path, workers: int) -> tuple[list, str, int]:
