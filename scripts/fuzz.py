@@ -3,11 +3,12 @@
 A seeded generator sends requests to every endpoint (bad numbers, NaN/inf, huge and deeply
 nested bodies, malformed JSON, bad sensor ids, path and query junk, wrong methods and
 content types, plus valid readings and aggregates so acceptance is exercised too, and the
-attacks of issue 10: event amplification, label cardinality) and checks two promises after
-each one: no answer is a 5xx, and a rejected request (4xx) leaves Redis as it was: the same
+attacks of issue 10: event amplification, label cardinality, epoch poisoning, a flood of new
+sensor ids) and checks two promises after each one: no answer is a 5xx, and a rejected request (4xx) leaves Redis as it was: the same
 keys under the prefix, each time series with the same sample count, each stream, hash and
 string unchanged. Only accepted requests may add. At the end, no HTTP method or group name the
-generator made up may be a label value in ``/metrics``. Without ``--url`` it
+generator made up may be a label value in ``/metrics``, no poisoned epoch may have moved the
+fenced group's fence, and no more plain sensors than ``MAX_SENSORS`` may be stored. Without ``--url`` it
 starts its own local stack on free ports (ZooKeeper, Redis, web under gunicorn; no edge nodes, whose
 writes would blur the check) and stops it after. Exit status 1 on any violation.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import re
 import shutil
@@ -55,6 +57,10 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+FENCED_GROUP, FENCED_EPOCH = "fuzz-fenced", 3  # a group whose ZooKeeper election issued epoch 3
+FLOOD_MAX_SENSORS = 300  # MAX_SENSORS of make fuzz's own stack, so the sensor flood reaches it
+
+
 class Generator:
     """Seeded requests over every endpoint; valid ones carry increasing rounds per group."""
 
@@ -70,6 +76,8 @@ class Generator:
             (self.junk_path, 1), (self.long_query, 1),
             (self.event_amplification, 1),  # issue 10: 100 aggregates x 64 excluded nodes in one POST
             (self.label_cardinality, 1),  # issue 10: made-up HTTP methods, many new groups
+            (self.epoch_poisoning, 1),  # issue 10: an epoch no election issued, to fence a group off
+            (self.sensor_flood, 2),  # issue 10: a new sensor id per request, to fill Redis
         ]
         self.kinds: list[Callable[[], Request]] = [kind for kind, weight in mix for _ in range(weight)]
 
@@ -223,6 +231,21 @@ class Generator:
                           "excluded": [{"node_id": "n2", "value": 90.0}]})
         return self.post_json("/api/v1/readings", json.dumps(items).encode())
 
+    def epoch_poisoning(self) -> Request:
+        """An aggregate of `FENCED_GROUP` (whose election issued `FENCED_EPOCH`) with an epoch
+        above it, which once moved the fence past every real leader; or the real leader's next
+        round, which must go on being stored."""
+        self.rounds[FENCED_GROUP] += 1
+        poisoned = self.rng.random() < 0.7
+        epoch = self.rng.choice([FENCED_EPOCH + 1, 2**31, 2**62]) if poisoned else FENCED_EPOCH
+        body = {"group": FENCED_GROUP, "epoch": epoch, "round": self.rounds[FENCED_GROUP],
+                "timestamp": int(time.time() * 1000), "value": 20.0, "readings": [{"node_id": "n1", "value": 20.0}]}
+        return self.post_json("/api/v1/readings", json.dumps(body).encode())
+
+    def sensor_flood(self) -> Request:
+        """A reading for a sensor id never seen before: each once cost three keys for ever."""
+        return Request("GET", f"/nuevo?dato=1&sensor=flood-{self.rng.getrandbits(48):012x}")
+
     def post_json(self, path: str, body: bytes, method: str = "POST") -> Request:
         return Request(method, path, body, {"Content-Type": "application/json"})
 
@@ -289,10 +312,21 @@ def send(host: str, port: int, request: Request, timeout: float = 10.0) -> int |
 
 
 def fuzz(base_url: str, client: redis.Redis, prefix: str, requests: int, seed: int,
-         progress_every: int = 1000, out=sys.stdout) -> Report:
-    """Send `requests` generated requests to `base_url`, checking each answer against Redis."""
+         progress_every: int = 1000, out=sys.stdout, zk=None, zk_root: str = "/aeroguard",
+         max_sensors: int | None = None) -> Report:
+    """Send `requests` generated requests to `base_url`, checking each answer against Redis.
+
+    With `zk` (a started kazoo client of the web tier's ensemble) `FENCED_GROUP`'s election
+    is made to have issued `FENCED_EPOCH`, and the run ends by checking that no poisoned epoch
+    moved its fence; with `max_sensors` (the web tier's ``MAX_SENSORS``), that the sensor flood
+    stayed within it.
+    """
     split = urlsplit(base_url)
     generator, state, report = Generator(seed), StoreState(client, prefix), Report()
+    if zk is not None:
+        path = f"{zk_root.rstrip('/')}/groups/{FENCED_GROUP}/epoch"
+        zk.ensure_path(path)
+        zk.set(path, json.dumps({"epoch": FENCED_EPOCH, "leader": "fuzz"}).encode())
     # The first judgement of a full window runs the learned detectors' models for the first
     # time (over 10 s on a busy machine): once, before the checks, so no request times out on it.
     for n in range(WARM_UP_READINGS):
@@ -316,6 +350,12 @@ def fuzz(base_url: str, client: redis.Redis, prefix: str, requests: int, seed: i
             print(f"  {n}/{requests} in {time.monotonic() - started:.0f} s; 5xx/violations so far: "
                   f"{len(report.violations)}", file=out, flush=True)
     report.violations += invented_labels(split.hostname, split.port, generator.invented)
+    fence = client.hget(f"{prefix}g:{FENCED_GROUP}:fence", "epoch")
+    if zk is not None and fence is not None and int(fence) != FENCED_EPOCH:
+        report.violations.append(f"{FENCED_GROUP}'s fence moved to epoch {fence}; its election issued {FENCED_EPOCH}")
+    sensors = client.zcard(f"{prefix}registry:sensors")
+    if max_sensors is not None and sensors > max_sensors:
+        report.violations.append(f"{sensors} plain sensors stored, more than MAX_SENSORS={max_sensors}")
     return report
 
 
@@ -331,7 +371,9 @@ def invented_labels(host: str, port: int, invented: set[str]) -> list[str]:
     return [f"made-up label value in /metrics: {name}" for name in sorted(invented & labels)[:5]]
 
 
-def start_stack(state_dir: Path, workers: int) -> tuple[list, str, int]:
+def start_stack(state_dir: Path, workers: int) -> tuple[list, dict[str, str], int]:
+    """A private stack on free ports (no edge nodes: their aggregates would change Redis between
+    a rejected request and the check), its web tier with ``MAX_SENSORS=FLOOD_MAX_SENSORS``."""
     from scripts.servers import free_ports
     from scripts.stack import StackConfig
     from scripts.stack import start_services
@@ -340,10 +382,10 @@ def start_stack(state_dir: Path, workers: int) -> tuple[list, str, int]:
     config = StackConfig(state_dir=state_dir, zk_ports=tuple(ports[0:3]), zk_peer_ports=tuple(ports[3:6]),
                          zk_election_ports=tuple(ports[6:9]), redis_port=ports[9], web_port=ports[10],
                          web_workers=workers, services=("zookeeper", "redis", "web"))
-    # No edge nodes: their aggregates would change Redis between a rejected request and the check.
     config.log_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["MAX_SENSORS"] = str(FLOOD_MAX_SENSORS)  # the services start from this environment
     services, exports = start_services(config)
-    return services, exports["WEB_URL"], config.redis_port
+    return services, exports, config.redis_port
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -355,22 +397,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="its Redis (with --url)")
     parser.add_argument("--prefix", default="ag:", help="the web tier's key prefix")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--zk", help="its ZooKeeper (with --url), for the epoch-poisoning check")
+    parser.add_argument("--zk-root", default="/aeroguard", help="its ZK_ROOT")
+    parser.add_argument("--max-sensors", type=int, help="its MAX_SENSORS (with --url), for the sensor-flood check")
     args = parser.parse_args(argv)
     services: list = []
+    zk = None
     report = None
     try:
         if args.url:
-            url, redis_url = args.url, args.redis_url
+            url, redis_url, zk_hosts, max_sensors = args.url, args.redis_url, args.zk, args.max_sensors
         else:
             print("==> starting a private stack on free ports", flush=True)
             state_dir = Path(tempfile.mkdtemp(prefix="aeroguard-fuzz-"))
-            services, url, redis_port = start_stack(state_dir, args.workers)
+            services, exports, redis_port = start_stack(state_dir, args.workers)
+            url, zk_hosts, max_sensors = exports["WEB_URL"], exports["ZK_HOSTS"], FLOOD_MAX_SENSORS
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        if zk_hosts:
+            from kazoo.client import KazooClient
+
+            zk = KazooClient(hosts=zk_hosts)
+            zk.start(timeout=30)
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         print(f"==> {args.requests} requests (seed {args.seed}) against {url}", flush=True)
-        report = fuzz(url, client, args.prefix, args.requests, args.seed)
+        report = fuzz(url, client, args.prefix, args.requests, args.seed, zk=zk, zk_root=args.zk_root,
+                      max_sensors=max_sensors)
         client.close()
     finally:
+        if zk is not None:
+            zk.stop()
+            zk.close()
         if services:
             from scripts.stack import stop_services
             stop_services(services)

@@ -13,6 +13,8 @@ import pytest
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
+from scripts.fuzz import FENCED_EPOCH
+from scripts.fuzz import FENCED_GROUP
 from scripts.fuzz import Generator
 from scripts.fuzz import StoreState
 from scripts.fuzz import fuzz
@@ -26,10 +28,13 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
+MAX_SENSORS = 40  # low, so the generator's sensor flood reaches it within 500 requests
+
+
 @pytest.fixture
 def web_url(settings, zk_hosts, test_id):
     """The app with ZooKeeper too (``/api/v1/cluster`` answers 503 without it), over HTTP."""
-    app = create_app(settings.replace(zk_hosts=zk_hosts, zk_root=f"/t-{test_id}"))
+    app = create_app(settings.replace(zk_hosts=zk_hosts, zk_root=f"/t-{test_id}/aeroguard", max_sensors=MAX_SENSORS))
     wait_until(lambda: app.extensions["zk"].connected, 30, "the app's ZooKeeper client to connect")
     server = make_server(LOOPBACK, 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -43,10 +48,13 @@ def web_url(settings, zk_hosts, test_id):
 
 
 @pytest.mark.slow
-def test_500_generated_requests_no_5xx_and_rejections_store_nothing(web_url, redis_client, redis_prefix):
+def test_500_generated_requests_no_5xx_and_rejections_store_nothing(web_url, redis_client, redis_prefix, zk):
     out = io.StringIO()
-    report = fuzz(web_url, redis_client, redis_prefix, requests=500, seed=7, progress_every=250, out=out)
+    report = fuzz(web_url, redis_client, redis_prefix, requests=500, seed=7, progress_every=250, out=out,
+                  zk=zk, zk_root="/aeroguard", max_sensors=MAX_SENSORS)
     assert report.violations == [], report.summary()
+    assert redis_client.hget(f"{redis_prefix}g:{FENCED_GROUP}:fence", "epoch") == str(FENCED_EPOCH)
+    assert redis_client.zcard(f"{redis_prefix}registry:sensors") == MAX_SENSORS  # the flood reached it
     accepted = sum(n for code, n in report.statuses.items() if code < 400)
     assert accepted > 50 and report.sent - accepted > 250, report.summary()
     assert any(key.endswith(":readings") for key in StoreState(redis_client, redis_prefix).take())

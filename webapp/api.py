@@ -117,6 +117,7 @@ def ingest():
             raise BadInput(f"timestamp {aggregate.timestamp} is older than the retention "
                            f"({settings.retention_days:g} days)")
         _ext("epochs").admit(aggregate.group, aggregate.epoch)
+    _ext("store").check_owner({aggregate.group for aggregate in aggregates}, "groups")
     results = [_ingest_one(aggregate) for aggregate in aggregates]
     codes = [code for _, code in results]
     status = 409 if 409 in codes else 201 if 201 in codes else 200

@@ -301,6 +301,18 @@ class Store:
         return self._run_append(group, "groups", ts, value, keys, (epoch, f"{epoch}:{round_}", self._retention_ms))
 
     @_unavailable
+    def check_owner(self, names: set[str], kind: str) -> None:
+        """Raise `NameTaken` if the other kind of writer owns one of `names` (the append script
+        checks it again atomically; this lets a list of aggregates be refused before any is stored)."""
+        other = self._registries(kind)[1]
+        pipe = self.client.pipeline(transaction=False)
+        for name in sorted(names):
+            pipe.zscore(other, name)
+        for name, score in zip(sorted(names), pipe.execute()):
+            if score is not None:
+                raise NameTaken(name, kind)
+
+    @_unavailable
     def is_judged(self, sensor: str, ts: int) -> bool:
         """Whether the reading of `sensor` at `ts` has a stored verdict."""
         key = self.keys.series(sensor, "verdict")
