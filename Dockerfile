@@ -6,7 +6,12 @@
 # It installs requirements.txt only. TensorFlow never goes in: the web tier talks to
 # TensorFlow Serving, and TensorFlow would add ~2 GB and 0.5 GB RSS per worker (PLATFORM.md).
 # Build and push:  docker build -t REGISTRY/aeroguard:TAG . && docker push REGISTRY/aeroguard:TAG
-FROM python:3.11.13-slim-bookworm
+# BASE_IMAGE: the public Python image by default. `make swarm-up` (scripts/swarm.py), where
+# nothing can be pulled, builds FROM a Debian base made with debootstrap and gets Debian's
+# python3 (3.11) instead: the RUN below installs it only when the base has no python3.
+# Built with BuildKit (the default since Docker 23; DOCKER_BUILDKIT=1 before).
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -16,9 +21,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, so a code change does not reinstall them.
+# A virtualenv on PATH, so `python`, `pip` and `gunicorn` are the same on either base.
+RUN if ! command -v python3 >/dev/null 2>&1; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# Dependencies first, so a code change does not reinstall them. The optional build secret
+# `pip_ca` is a CA bundle for pip where TLS to the package index is signed by a local CA
+# (`--secret id=pip_ca,src=/etc/ssl/certs/ca-certificates.crt`); it never lands in a layer.
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+RUN --mount=type=secret,id=pip_ca \
+    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+    && pip install --no-cache-dir -r requirements.txt
 
 # A fixed numeric uid, so volume ownership and `USER` checks do not depend on /etc/passwd.
 # /var/lib/aeroguard holds the edge's delivery spool; a named volume mounted there starts

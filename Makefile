@@ -10,7 +10,7 @@ VENV_PY := .venv/bin/python
 ANY_PY := $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run up status down drill test bench fuzz soak backup restore clean distclean train evaluate protos standin
+.PHONY: help setup run up status down drill test bench fuzz soak backup restore clean distclean train evaluate protos standin swarm-up swarm-test swarm-down
 
 help:
 	@echo "make setup   install everything (venv, zookeeper, libssl1.1 for Redis Stack)"
@@ -27,6 +27,7 @@ help:
 	@echo "make standin   the TF Serving stand-in on gRPC 8500 / REST 8501 (serving/models)"
 	@echo "make bench-detection  /detectar over gRPC to the stand-in: worker RSS, p50/p99 at 200 req/s"
 	@echo "make clean   stop the stack, remove .run/ and caches; distclean also .venv/ .cache/"
+	@echo "make swarm-up | swarm-test | swarm-down   docker-stack.yml on a private single-node Swarm (.run/swarm/): deploy, test it, remove it"
 
 setup:
 	@bash scripts/setup.sh
@@ -83,6 +84,18 @@ protos:
 
 standin: setup
 	$(VENV_PY) -m scripts.tfserving_standin --port 8500 --rest_api_port 8501 --model_config_file serving/models/models.config --models_dir serving/models
+
+# docker-stack.yml on a private Docker engine and single-node Swarm under .run/swarm/ (docs/deploy.md,
+# "Local swarm"). swarm-test runs swarm_tests/ (not collected by `make test`) against the deployed
+# stack and fails if it is not deployed.
+swarm-up: setup
+	$(VENV_PY) -m scripts.swarm up
+
+swarm-test:
+	$(VENV_PY) -m pytest swarm_tests -o testpaths=swarm_tests -v $(SWARM_TEST_ARGS)
+
+swarm-down:
+	@$(ANY_PY) -m scripts.swarm down
 
 clean:
 	@$(ANY_PY) -m scripts.stack down

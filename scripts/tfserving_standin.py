@@ -258,13 +258,18 @@ class StandIn:
     registry
         The loaded models.
     grpc_port, rest_port
-        Ports on 127.0.0.1 (0 picks a free one; see `grpc_port`/`rest_port` after `start`).
+        Ports (0 picks a free one; see `grpc_port`/`rest_port` after `start`).
+    host
+        Address both listen on: loopback, but in a container image (0.0.0.0 there is the
+        container's own network namespace, reached only on the stack's overlay).
     delay_s
         Added latency of every predict call (tests use it to provoke client timeouts).
     """
 
-    def __init__(self, registry: Registry, grpc_port: int = 0, rest_port: int = 0, delay_s: float = 0.0):
+    def __init__(self, registry: Registry, grpc_port: int = 0, rest_port: int = 0, delay_s: float = 0.0,
+                 host: str = "127.0.0.1"):
         self.registry = registry
+        self.host = host
         self.grpc_port = grpc_port
         self.rest_port = rest_port
         self.delay_s = delay_s
@@ -274,10 +279,10 @@ class StandIn:
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         pred_mod.add_PredictionServiceServicer_to_server(pred, self._grpc)
         model_mod.add_ModelServiceServicer_to_server(models, self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
+        self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:{self.grpc_port}")
         self._grpc.start()
         handler = type("Handler", (RestHandler,), {"registry": self.registry, "delay_s": self.delay_s})
-        self._http = ThreadingHTTPServer(("127.0.0.1", self.rest_port), handler)
+        self._http = ThreadingHTTPServer((self.host, self.rest_port), handler)
         self._http.daemon_threads = True
         self._http.connections = set()
         self.rest_port = self._http.server_address[1]
@@ -302,13 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8500, help="gRPC port")
     parser.add_argument("--rest_api_port", type=int, default=8501)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="listen address (0.0.0.0 only inside a container: images/standin)")
     parser.add_argument("--model_config_file", default="serving/models/models.config")
     parser.add_argument("--models_dir", default="serving/models",
                         help="folder holding the models the config's base_paths name")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    server = StandIn(Registry(args.model_config_file, args.models_dir), args.port, args.rest_api_port).start()
-    log.info("TF Serving stand-in: gRPC 127.0.0.1:%d, REST 127.0.0.1:%d", server.grpc_port, server.rest_port)
+    server = StandIn(Registry(args.model_config_file, args.models_dir), args.port, args.rest_api_port,
+                     host=args.host).start()
+    log.info("TF Serving stand-in: gRPC %s:%d, REST %s:%d", args.host, server.grpc_port, args.host, server.rest_port)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())

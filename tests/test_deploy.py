@@ -393,6 +393,9 @@ def _dockerfile() -> list[tuple[str, str]]:
 def test_dockerfile_uses_a_pinned_slim_python_base():
     bases = [args for instr, args in _dockerfile() if instr == "FROM"]
     assert len(bases) == 1
+    # FROM ${BASE_IMAGE}: the ARG's default is the image a plain `docker build` uses.
+    defaults = dict(args.split("=", 1) for instr, args in _dockerfile() if instr == "ARG" and "=" in args)
+    bases = [re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], bases[0])]
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", bases[0])
 
 

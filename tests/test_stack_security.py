@@ -309,6 +309,9 @@ def test_haproxy_image_is_debians_haproxy_run_as_a_non_root_user():
              if line.strip() and not line.lstrip().startswith("#")]
     text = " ".join(lines)
     (base,) = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    # FROM ${BASE_IMAGE}: the ARG's default is the image a plain `docker build` uses.
+    args = dict(line.split()[1].split("=", 1) for line in lines if line.startswith("ARG ") and "=" in line)
+    base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
     # The same Debian release as the haproxy the tests above ran (Debian 12: 2.6).
     assert re.fullmatch(r"debian:bookworm-\d{8}-slim|debian:12\.\d+-slim", base), base
     assert re.search(r"apt-get install -y --no-install-recommends haproxy\b", text)
