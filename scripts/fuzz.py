@@ -58,7 +58,7 @@ class Request:
 
 
 FENCED_GROUP, FENCED_EPOCH = "fuzz-fenced", 3  # a group whose ZooKeeper election issued epoch 3
-FLOOD_MAX_SENSORS = 300  # MAX_SENSORS of make fuzz's own stack, so the sensor flood reaches it
+FLOOD_MAX_SENSORS = 100  # MAX_SENSORS of make fuzz's own stack, so the sensor flood reaches it
 
 
 class Generator:
