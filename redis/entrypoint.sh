@@ -70,6 +70,9 @@ sentinel)
     # First start: the template. Later starts keep what Sentinel learned (current master,
     # peers, epoch); a Sentinel that lost its volume catches up from its peers' hello messages.
     [ -f "$conf" ] || cp "$CONF_DIR/sentinel.conf" "$conf"
+    # The copy of a config mounted 0444 is read-only, and root without CAP_DAC_OVERRIDE (the
+    # stack drops every capability) cannot append to it: make it the owner's to write.
+    chmod 600 "$conf"
     # Re-applied on every start, after `sentinel monitor`, so a rotated secret takes effect.
     # Sentinel rewrites its users as `user NAME on #HASH ...` (default included, from
     # requirepass): all are dropped here, or an old hash would outlive a rotated secret.

@@ -36,7 +36,10 @@ LOGS = STATE / "logs"
 STACK = "aeroguard"
 STACK_FILES = [ROOT / "docker-stack.yml", ROOT / "deploy" / "swarm-local.yml"]
 BASE_IMAGE = "local/debian:bookworm"
+GWBRIDGE_BINDING = '{{index .Options "com.docker.network.bridge.host_binding_ipv4"}}'
 WEB_URL = "https://127.0.0.1:8443"
+# Services deploy/swarm-local.yml leaves out: their images cannot be had here.
+OMITTED = ("grafana", "visualizer")
 # The secrets docker-stack.yml names (external), with how each value is made.
 HEX_SECRETS = {
     "aeroguard_redis_password": 32,
@@ -86,8 +89,9 @@ class Engine:
                 return str(candidate)
         return shutil.which("docker") or "docker"
 
-    def docker(self, *args: str, check: bool = True, capture: bool = True, **kwargs) -> subprocess.CompletedProcess:
-        result = subprocess.run([self.client(), *args], env=self.env, text=True,
+    def docker(self, *args: str, check: bool = True, capture: bool = True, extra_env: dict | None = None,
+               **kwargs) -> subprocess.CompletedProcess:
+        result = subprocess.run([self.client(), *args], env={**self.env, **(extra_env or {})}, text=True,
                                 capture_output=capture, **kwargs)
         if check and result.returncode != 0:
             raise SwarmError(f"docker {' '.join(args[:3])} failed: {(result.stderr or '').strip()[-2000:]}")
@@ -117,7 +121,7 @@ class Engine:
         LOGS.mkdir(parents=True, exist_ok=True)
         argv = ["dockerd", "--data-root", str(self.state / "data"), "--exec-root", str(self.state / "exec"),
                 "--pidfile", str(self.pidfile), "--host", f"unix://{self.socket}",
-                # Ports published by tasks bind loopback only (host-mode ports included).
+                # Plain containers' published ports bind loopback (swarm tasks': `swarm_init`).
                 "--ip", "127.0.0.1"]
         started = time.monotonic()
         with open(LOGS / "dockerd.log", "ab") as log:
@@ -147,10 +151,28 @@ class Engine:
         info(f"engine {pid} stopped")
 
     def swarm_init(self) -> None:
+        """A single-node swarm on 127.0.0.1 whose host-mode ports bind 127.0.0.1 only.
+
+        Swarm tasks publish through the `docker_gwbridge` network, which ignores dockerd's
+        --ip: made before `swarm init` with host_binding_ipv4=127.0.0.1, their ports bind
+        loopback instead of 0.0.0.0 (Docker's documented way to customise docker_gwbridge).
+        """
         state = self.docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
         if state == "active":
+            binding = self.docker("network", "inspect", "--format", GWBRIDGE_BINDING, "docker_gwbridge",
+                                  check=False).stdout.strip()
+            if binding != "127.0.0.1":
+                raise SwarmError("this swarm's docker_gwbridge binds published ports beyond 127.0.0.1: "
+                                 "run `make swarm-down`, then `make swarm-up`")
             info("swarm already initialised")
             return
+        self.docker("network", "rm", "docker_gwbridge", check=False)
+        self.docker("network", "create", "--driver", "bridge",
+                    "--opt", "com.docker.network.bridge.name=docker_gwbridge",
+                    "--opt", "com.docker.network.bridge.enable_icc=false",
+                    "--opt", "com.docker.network.bridge.enable_ip_masquerade=true",
+                    "--opt", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
+                    "docker_gwbridge")
         self.docker("swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377")
         info("single-node swarm initialised (advertise and listen on 127.0.0.1)")
 
@@ -357,9 +379,12 @@ def deploy(engine: Engine, images: dict[str, str]) -> None:
     argv = ["stack", "deploy", "--resolve-image", "never", "--prune"]
     for path in STACK_FILES:
         argv += ["-c", str(path)]
-    result = engine.docker(*argv, STACK, cwd=ROOT, env={**engine.env, **images})
+    result = engine.docker(*argv, STACK, cwd=ROOT, extra_env=images)
     for line in result.stdout.splitlines():
         info(line)
+    # deploy/swarm-local.yml cannot set `replicas: 0` (docker 20.10's loader drops zero values).
+    engine.docker("service", "scale", "--detach", *(f"{STACK}_{name}=0" for name in OMITTED))
+    info(f"not deployed here (0 replicas): {', '.join(OMITTED)}")
 
 
 def service_status(engine: Engine) -> dict[str, tuple[int, int]]:
@@ -464,6 +489,7 @@ def down() -> int:
         info(f"{len(volumes)} volumes removed")
     say("docker swarm leave --force")
     engine.docker("swarm", "leave", "--force", check=False)
+    engine.docker("network", "rm", "docker_gwbridge", check=False)
     say("stopping the engine swarm-up started")
     engine.stop()
     info(f"images stay cached in {STATE / 'data'} (rm -rf {STATE} to drop them)")

@@ -312,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_config_file", default="serving/models/models.config")
     parser.add_argument("--models_dir", default="serving/models",
                         help="folder holding the models the config's base_paths name")
+    # tensorflow_model_server's flags that docker-stack.yml passes, accepted so the same command
+    # runs either server; the stand-in neither polls the config, batches nor warms up.
+    for flag in ("--model_config_file_poll_wait_seconds", "--enable_batching", "--batching_parameters_file",
+                 "--enable_model_warmup"):
+        parser.add_argument(flag, help="accepted for tensorflow_model_server compatibility; ignored")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     server = StandIn(Registry(args.model_config_file, args.models_dir), args.port, args.rest_api_port,

@@ -20,8 +20,10 @@ set -eu
         echo "$server"
     done
 } > /conf/zoo.cfg
-echo "$ZOO_MY_ID" > /data/myid
-chown -R zookeeper:zookeeper /data /datalog /conf
+# Root without CAP_DAC_OVERRIDE (the stack drops it) writes only what it owns: /conf is root's,
+# the volumes are zookeeper's once chowned, so myid is written as zookeeper.
+chown -R zookeeper:zookeeper /data /datalog
+setpriv --reuid zookeeper --regid zookeeper --init-groups sh -c 'echo "$1" > /data/myid' sh "$ZOO_MY_ID"
 classpath=/usr/share/java/zookeeper.jar
 [ -f /usr/share/java/slf4j-simple.jar ] && classpath=$classpath:/usr/share/java/slf4j-simple.jar
 # shellcheck disable=SC2086  # JVMFLAGS is a list of flags
