@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections import deque
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-DETECTORS = ("physical", "isolation_forest", "autoencoder", "lstm")
+DETECTORS = ("physical", "isolation_forest", "autoencoder", "lstm", "context")
 BASELINE = "zscore"  # the trivial baseline every table shows: the newest reading's z-score
 ZSCORE_K = 4.0  # its threshold, chosen once for every series (|x - baseline mean| > 4 baseline std)
 WINDOW = 10
@@ -87,42 +88,49 @@ def baseline_limits(times: np.ndarray, values: np.ndarray, window: int):
 
 
 def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str) -> list[dict]:
-    """Judge every reading from `start` on, one at a time, with the window ending at it, as
-    `webapp.judging.judge_newest` does (the reference level following the readings)."""
+    """Judge every reading from `start` on, one at a time, with the window (and the context)
+    ending at it, as `webapp.judging.judge_newest` does (the reference level following the
+    readings)."""
     from webapp.detection.base import Window
 
-    recent: deque = deque(maxlen=WINDOW)
-    for i in range(max(0, start - WINDOW + 1), start):
+    size = max(WINDOW, panel.readings)  # the context detector judges with a longer past
+    recent: deque = deque(maxlen=size)
+    for i in range(max(0, start - size + 1), start):
         if np.isfinite(values[i]):
             recent.append((int(times[i] * 1000), float(values[i])))
     rows = []
     level = None  # the sensor's reference level, kept in Redis by the web tier
+    peaks = None  # the detectors' recent peaks, idem
     for i in range(start, len(values)):
         if not np.isfinite(values[i]):
             continue  # a dropout: no reading, nothing to judge
         recent.append((int(times[i] * 1000), float(values[i])))
         window = Window(tuple(v for _, v in recent), tuple(t for t, _ in recent), sensor)
-        decision = panel.judge(window, level)
+        decision = panel.judge(window, level, peaks)
         level = panel.follow(level, window, decision)
+        peaks = panel.remember(peaks, decision)
         row = {"timestamp": float(times[i]), "value": float(values[i]), "verdict": decision.verdict,
                "reference_level": decision.reference}
         for ballot in decision.ballots:
             row[f"{ballot.detector}_vote"] = ballot.vote
             row[f"{ballot.detector}_score"] = ballot.score
             row[f"{ballot.detector}_threshold"] = ballot.threshold
+            row[f"{ballot.detector}_bar"] = ballot.bar  # its recent peak, which the score had to beat
         rows.append(row)
     return rows
 
 
 def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, float]], baseline_rows: int | None,
              out: Path, name: str, seed: int = 0, epochs: int = PLAN_EPOCHS,
-             false_alarm_rate: float = FALSE_ALARM_RATE) -> dict:
-    """Fit on the baseline, replay the rest, write verdicts.csv, summary.json and plot.png."""
+             false_alarm_rate: float = FALSE_ALARM_RATE, cache: Path | None = None) -> dict:
+    """Fit on the baseline, replay the rest, write verdicts.csv, summary.json and plot.png.
+
+    With `cache`, the trained models are kept there under a key of everything they depend on
+    (the baseline readings, the training plan and the training code), and reused."""
     from webapp.config import Settings
     from webapp.detection import build_panel
     from webapp.detection.incidents import score_alarms
     from webapp.detection.training import TrainingPlan
-    from webapp.detection.training import train_detectors
     from webapp.inference.inprocess import unload
 
     n = baseline_rows or min(max(400, int(0.15 * len(values))), len(values) // 2)
@@ -130,20 +138,21 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     for s, e in windows:  # labelled rows never teach the models what normal is
         base[(times[:n] >= s) & (times[:n] <= e)] = np.nan
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ag-eval-") as models:
-        plan = TrainingPlan(epochs=epochs, seed=seed, false_alarm_rate=false_alarm_rate)
-        train_detectors(base, models, plan, source=name, cli_check=False)
-        settings = Settings(models_dir=models, inference_backend="inprocess", window_size=WINDOW,
+    plan = TrainingPlan(epochs=epochs, seed=seed, false_alarm_rate=false_alarm_rate)
+    with tempfile.TemporaryDirectory(prefix="ag-eval-") as scratch:
+        models = trained_models(base, plan, name, Path(scratch), cache)
+        settings = Settings(models_dir=str(models), inference_backend="inprocess", window_size=WINDOW,
                             physical=baseline_limits(times[:n], base, WINDOW))
-        rows = replay(build_panel(settings), times, values, n, name)
-        unload(models)
-    _write_verdicts(out / "verdicts.csv", rows)
+        panel = build_panel(settings)
+        rows = replay(panel, times, values, n, name)
+        unload(str(models))
     stamps = np.array([r["timestamp"] for r in rows])
     judged = np.array([r["value"] for r in rows])
     zscores = baseline_zscores(base, judged)
     for row, z in zip(rows, zscores):
         row[f"{BASELINE}_score"], row[f"{BASELINE}_threshold"] = float(z), ZSCORE_K
         row[f"{BASELINE}_vote"] = bool(z > ZSCORE_K)
+    _write_verdicts(out / "verdicts.csv", rows)
     alarms = {d: np.array([bool(r[f"{d}_vote"]) for r in rows]) for d in (*DETECTORS, BASELINE)}
     alarms["vote"] = np.array([r["verdict"] == "critical" for r in rows])
     outside = out_of_range(base, judged)
@@ -151,6 +160,7 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     for k, a in alarms.items():
         results[k]["back_in_range"] = back_in_range(a, outside)
     summary = {"series": name, "baseline_rows": n, "replayed": len(rows), "windows": [list(w) for w in windows],
+               "quorum": [panel.required, len(panel.names)],
                "period_s": float(np.median(np.diff(times))) if len(times) > 1 else None,
                "results": results,
                "thresholds": {d: next((r[f"{d}_threshold"] for r in rows if r[f"{d}_threshold"] is not None), None)
@@ -160,6 +170,33 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     levels = np.array([np.nan if r["reference_level"] is None else r["reference_level"] for r in rows])
     _plot(out / "plot.png", times, values, n, windows, stamps, alarms, name, levels)
     return summary
+
+
+def trained_models(base: np.ndarray, plan, name: str, scratch: Path, cache: Path | None) -> Path:
+    """A models folder trained on `base` with `plan`: from `cache` when the same baseline, plan and
+    training code were trained before (training is seeded, so the models would be the same)."""
+    import hashlib
+    from dataclasses import asdict
+
+    from webapp.detection.training import train_detectors
+
+    if cache is None:
+        train_detectors(base, scratch, plan, source=name, cli_check=False)
+        return scratch
+    code = Path(__file__).resolve().parents[1] / "webapp" / "detection"
+    key = hashlib.sha256(np.ascontiguousarray(base).tobytes() + json.dumps(asdict(plan), sort_keys=True).encode()
+                         + b"".join((code / f).read_bytes() for f in ("training.py", "networks.py", "neural.py",
+                                                                        "iforest.py", "features.py")))
+    folder = cache / key.hexdigest()[:20]
+    if not (folder / "manifest.json").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache))
+        train_detectors(base, staging, plan, source=name, cli_check=False)
+        if folder.exists():  # another run trained the same models meanwhile
+            shutil.rmtree(staging)
+        else:
+            staging.rename(folder)
+    return folder
 
 
 def baseline_zscores(base: np.ndarray, judged: np.ndarray) -> np.ndarray:
@@ -200,19 +237,22 @@ def back_in_range(alarms: np.ndarray, outside: np.ndarray, within: int = BACK_IN
 
 def sweep(rows: list[dict], stamps: np.ndarray, windows: list[tuple[float, float]]) -> dict[str, list[list]]:
     """Each detector alone with its threshold scaled by every factor of `SWEEP`:
-    ``[factor, windows caught, false-alarm incidents]`` (an abstention never alarms)."""
+    ``[factor, windows caught, false-alarm incidents]`` (an abstention never alarms; a score
+    must also beat the detector's recent peak, as its vote did)."""
     from webapp.detection.incidents import score_alarms
 
     curves = {}
     for d in (*DETECTORS, BASELINE):
-        scores = np.array([np.nan if r[f"{d}_score"] is None else r[f"{d}_score"] for r in rows], dtype=np.float64)
-        threshold = next((r[f"{d}_threshold"] for r in rows if r[f"{d}_threshold"] is not None), None)
+        scores = np.array([np.nan if r.get(f"{d}_score") is None else r[f"{d}_score"] for r in rows], dtype=np.float64)
+        bars = np.array([np.nan if r.get(f"{d}_bar") is None else r[f"{d}_bar"] for r in rows], dtype=np.float64)
+        threshold = next((r[f"{d}_threshold"] for r in rows if r.get(f"{d}_threshold") is not None), None)
         if threshold is None or threshold <= 0:
             continue  # never answered, or a threshold that scaling would not make stricter
         curve = []
+        beats = ~(scores <= bars)  # no peak yet (NaN) holds nothing back
         for factor in SWEEP:
             with np.errstate(invalid="ignore"):
-                alarms = scores > factor * threshold
+                alarms = (scores > factor * threshold) & beats
             result = score_alarms(stamps, alarms, windows, WINDOW)
             curve.append([factor, result["caught"], result["false_alarms"]])
         curves[d] = curve
@@ -221,7 +261,7 @@ def sweep(rows: list[dict], stamps: np.ndarray, windows: list[tuple[float, float
 
 def _write_verdicts(path: Path, rows: list[dict]) -> None:
     columns = (["timestamp", "value", "verdict", "reference_level"]
-               + [f"{d}_{k}" for d in (*DETECTORS, BASELINE) for k in ("vote", "score")])
+               + [f"{d}_{k}" for d in (*DETECTORS, BASELINE) for k in ("vote", "score", "bar")])
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()
@@ -269,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/eval/data"))
     parser.add_argument("--table", type=Path, help="with --suite: also write the markdown table here")
     parser.add_argument("--only", help="with --suite: only the series whose name contains this")
+    parser.add_argument("--cache", type=Path, help="with --suite: keep and reuse trained models here (iteration)")
     parser.add_argument("--groups", help="with --suite: comma-separated groups (nab-real, nab-artificial, skab, simulator)")
     parser.add_argument("--false-alarm-rate", type=float, default=FALSE_ALARM_RATE,
                         help="each detector's calibrated false-alarm rate per window (one value for all series)")
@@ -281,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         groups = tuple(g.strip() for g in args.groups.split(",")) if args.groups else GROUPS
         if set(groups) - set(GROUPS):
             parser.error(f"--groups: known groups are {', '.join(GROUPS)}")
-        run_suite(args.data_dir, args.out, args.table, args.only, args.false_alarm_rate, groups)
+        run_suite(args.data_dir, args.out, args.table, args.only, args.false_alarm_rate, groups, args.cache)
         return 0
     if not args.data or (args.windows and not args.key):
         parser.error("--data is required, and --windows needs --key")

@@ -89,7 +89,7 @@ def published(data_dir: Path) -> dict[str, float]:
 
 
 def run_suite(data_dir: Path, out: Path, table: Path | None = None, only: str | None = None,
-              false_alarm_rate: float = 0.002, groups=GROUPS) -> dict:
+              false_alarm_rate: float = 0.002, groups=GROUPS, cache: Path | None = None) -> dict:
     """Evaluate every series of `groups`; write ``suite.json`` and the markdown table."""
     from tqdm import tqdm
 
@@ -105,7 +105,8 @@ def run_suite(data_dir: Path, out: Path, table: Path | None = None, only: str | 
         bar.set_postfix_str(name[-40:])
         times, values, windows = load()
         folder = out / name.replace("/", "__").replace(":", "__")
-        summary = evaluate(times, values, windows, None, folder, name, false_alarm_rate=false_alarm_rate)
+        summary = evaluate(times, values, windows, None, folder, name, false_alarm_rate=false_alarm_rate,
+                           cache=cache)
         summary["group"] = group
         summaries.append(summary)
         r = summary["results"]
@@ -161,7 +162,10 @@ def aggregate(summaries: list[dict]) -> dict:
                     g["delays"].append(r["mean_delay_s"])
                 if r["nab_standard"] is not None:
                     g["nab"].append(r["nab_standard"])
+    quorums = {tuple(s["quorum"]) for s in summaries if "quorum" in s}
     for key, group in groups.items():
+        if len(quorums) == 1:
+            group["vote"]["quorum"] = list(next(iter(quorums)))
         curves = sum_curves(s.get("sweep", {}) for s in summaries if key in (s["group"], "all series"))
         for g in group.values():
             g["false_alarms_per_day"] = round(g["false_alarms"] / g["days"], 2) if g["days"] else 0.0
@@ -264,7 +268,9 @@ def render(groups: dict, field: dict[str, float] | None = None) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for detector in (*panel_detectors(group), *([BASELINE] if BASELINE in group else []), "vote"):
             g = group[detector]
-            label = {"vote": "**vote**", BASELINE: "z-score baseline (newest reading)"}.get(detector, detector)
+            quorum = group["vote"].get("quorum")
+            vote_label = f"**vote ({quorum[0]} of {quorum[1]})**" if quorum else "**vote**"
+            label = {"vote": vote_label, BASELINE: "z-score baseline (newest reading)"}.get(detector, detector)
             matched = g.get("at_vote_recall")
             at_vote = f"{matched['false_alarms']} (×{matched['factor']:g})" if matched else ("–" if detector == "vote" else "cannot")
             lines.append(f"| {label} | {g['caught']} / {g['windows']} | {g['false_alarms']} | "
@@ -292,13 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, help="also write the markdown table here (whole suite only)")
     parser.add_argument("--groups", default=",".join(GROUPS), help=f"comma-separated, of {', '.join(GROUPS)}")
     parser.add_argument("--only", help="only the series whose name contains this")
+    parser.add_argument("--cache", type=Path, help="keep and reuse the trained models here (iteration)")
     args = parser.parse_args(argv)
     groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
     unknown = set(groups) - set(GROUPS)
     if unknown:
         parser.error(f"unknown group(s) {sorted(unknown)}; known: {', '.join(GROUPS)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run_suite(args.data_dir, args.out, args.table, args.only, groups=groups)
+    run_suite(args.data_dir, args.out, args.table, args.only, groups=groups, cache=args.cache)
     return 0
 
 

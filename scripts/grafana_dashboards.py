@@ -36,7 +36,7 @@ MANIFEST = ROOT / "serving" / "models" / "manifest.json"
 
 REDIS = {"type": "redis-datasource", "uid": "aeroguard-redis"}
 PROMETHEUS = {"type": "prometheus", "uid": "aeroguard-prometheus"}
-DETECTORS = ("physical", "isolation_forest", "autoencoder", "lstm")
+DETECTORS = ("physical", "isolation_forest", "autoencoder", "lstm", "context")
 SERIES = "app=aeroguard ns=$ns sensor=(${sensor:csv})"
 VERDICT_MAPPINGS = [{"type": "value", "options": {
     "0": {"text": "normal", "color": "green", "index": 0},

@@ -40,7 +40,8 @@ REQUIRED = 3  # the vote the evaluation replays (VOTE_REQUIRED's default)
 
 class Series:
     """One replayed series: its judged readings, labelled windows and each detector's score
-    over its threshold (a vote is a ratio above 1; an abstention is NaN and never votes)."""
+    over what it had to beat, its threshold or its recent peak (a vote is a ratio above 1; an
+    abstention is NaN and never votes)."""
 
     def __init__(self, stamps: np.ndarray, windows: list[tuple[float, float]], ratios: np.ndarray,
                  vote: np.ndarray, sweep: dict[str, list[list]] | None = None):
@@ -61,9 +62,10 @@ class Series:
         ratios = np.full((len(rows), len(DETECTORS)), np.nan)
         for j, d in enumerate(DETECTORS):
             threshold = summary["thresholds"].get(d)
-            if threshold:
-                scores = [float(r[f"{d}_score"]) if r[f"{d}_score"] not in ("", "None") else np.nan for r in rows]
-                ratios[:, j] = np.asarray(scores) / threshold
+            if threshold and f"{d}_score" in rows[0]:
+                scores = np.array([_number(r[f"{d}_score"]) for r in rows])
+                bars = np.array([_number(r.get(f"{d}_bar")) for r in rows])  # its recent peak, to beat
+                ratios[:, j] = scores / np.fmax(threshold, bars)
         vote = np.array([r["verdict"] == "critical" for r in rows])
         return cls(stamps, [tuple(w) for w in summary["windows"]], ratios, vote, summary["sweep"])
 
@@ -75,6 +77,10 @@ class Series:
             return caught, 0
         openings = rows[np.r_[True, np.diff(rows) > WINDOW]]
         return caught, int((~self.labelled[openings]).sum())
+
+
+def _number(text: str | None) -> float:
+    return float(text) if text not in (None, "", "None") else np.nan
 
 
 def votes(ratios: np.ndarray, factors=None) -> np.ndarray:

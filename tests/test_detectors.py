@@ -19,6 +19,7 @@ from webapp.config import Settings
 from webapp.detection import build_panel
 from webapp.detection.base import Window
 from webapp.detection.base import as_windows
+from webapp.detection.context import ContextDetector
 from webapp.detection.features import Profile
 from webapp.detection.features import window_features
 from webapp.detection.iforest import IsolationForestDetector
@@ -29,7 +30,7 @@ from webapp.detection.training import calibrate
 from webapp.detection.vote import Abstainer
 from webapp.detection.vote import Voter
 
-DETECTORS = [PhysicalRule, IsolationForestDetector, AutoencoderDetector, LSTMDetector]
+DETECTORS = [PhysicalRule, IsolationForestDetector, AutoencoderDetector, LSTMDetector, ContextDetector]
 W = 10
 STAMPS = tuple(range(0, W * 1000, 1000))
 FALSE_ALARM_RATE = 0.02
@@ -157,6 +158,24 @@ def test_no_collapse_on_held_out_normal_data(cls):
     assert rate <= 2 * FALSE_ALARM_RATE, f"{cls.name} votes on {rate:.3%} of normal windows"
 
 
+def test_the_context_detector_sees_a_step_against_its_own_past_and_ends_with_it():
+    """A step of 1 °C over the simulator is unusual against the readings before it, at any level,
+    and the detector is quiet again by the third reading back (it judges the newest three)."""
+    values = TemperatureSimulator(seed=6).series(400)[1]
+    detector = ContextDetector(context=288).fit(as_windows(values[:300], W))
+    threshold = calibrate(detector.score_series(values[:300])[40:], 0.002)
+    stamps = tuple(range(0, 400_000, 1000))
+    for offset in (0.0, 50.0):  # the same past, moved: the same scores
+        raised = values + offset
+        raised[360:365] += 1.0
+        scores = [detector.score_one(Window(tuple(raised[:end]), stamps[:end])) for end in range(355, 375)]
+        assert max(scores[:5]) < threshold < max(scores[5:10])  # 360..364 stepped
+        assert max(scores[5 + 5 + 2:]) < threshold  # from the third reading back (367) on: quiet
+    young = Window(tuple(values[:20]), stamps[:20])
+    with pytest.raises(Exception, match="needs 33 readings"):
+        detector.score_one(young)
+
+
 def test_compiled_forest_equals_scikit_learn():
     forest = fitted(IsolationForestDetector)
     rng = np.random.default_rng(7)
@@ -193,22 +212,24 @@ def test_physical_rule_sees_a_stuck_sensor_and_a_jump():
 
 def test_build_panel_uses_the_committed_models():
     panel = build_panel(Settings(inference_backend="inprocess"))
-    assert panel.names == ("physical", "isolation_forest", "autoencoder", "lstm")
-    values = TemperatureSimulator(seed=8).series(W, start_s=500)[1]
-    calm = panel.judge(Window(tuple(values), STAMPS))
+    assert panel.names == ("physical", "isolation_forest", "autoencoder", "lstm", "context")
+    assert panel.readings == 291  # the context detector's 288 readings and the newest 3
+    values = TemperatureSimulator(seed=8).series(panel.readings, start_s=500)[1]
+    stamps = tuple(range(0, panel.readings * 1000, 1000))
+    calm = panel.judge(Window(tuple(values), stamps))
     assert calm.verdict == "normal" and calm.degraded == ()
-    spike = panel.judge(Window(tuple(values[:-1]) + (values[-1] + 8.0,), STAMPS))
+    spike = panel.judge(Window(tuple(values[:-1]) + (values[-1] + 8.0,), stamps))
     assert spike.verdict == "critical"
     body = spike.as_dict()
-    assert set(body["model_versions"]) == {"physical", "isolation_forest", "autoencoder", "lstm"}
+    assert set(body["model_versions"]) == {"physical", "isolation_forest", "autoencoder", "lstm", "context"}
     assert all({"vote", "score", "threshold"} <= set(v) for v in body["votes"].values())
 
 
 def test_build_panel_abstains_without_a_manifest(tmp_path):
     panel = build_panel(Settings(models_dir=str(tmp_path)))
-    assert [type(v) for v in panel.voters[1:]] == [Abstainer] * 3
+    assert [type(v) for v in panel.voters[1:]] == [Abstainer] * 4
     decision = panel.judge(Window((20.0,) * W, STAMPS))
-    assert decision.degraded == ("isolation_forest", "autoencoder", "lstm")
+    assert decision.degraded == ("isolation_forest", "autoencoder", "lstm", "context")
 
 
 def test_threshold_override_applies_to_model_name():

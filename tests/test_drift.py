@@ -12,6 +12,7 @@ from webapp.detection import build_panel
 from webapp.detection.base import Detector
 from webapp.detection.base import Window
 from webapp.detection.drift import DriftFollower
+from webapp.detection.peaks import RecentPeaks
 from webapp.detection.vote import Panel
 from webapp.detection.vote import Voter
 
@@ -37,7 +38,7 @@ def test_learned_detectors_see_the_moved_window_and_the_physical_rule_the_raw_on
     decision = panel.judge(window, level=24.0)
     assert raw.seen == [(25.0, 26.0)] and learned.seen == [(21.0, 22.0)]
     assert decision.reference == 24.0 and decision.as_dict()["reference_level"] == 24.0
-    assert panel.follow(24.0, window, decision) == pytest.approx(24.0 + (25.5 - 24.0) / 10)
+    assert panel.follow(24.0, window, decision) == pytest.approx(24.0 + (25.5 - 24.0) * (1 - np.exp(-1 / 10)))
     first = panel.judge(window)  # a sensor's first window: the level starts at the models' centre
     assert learned.seen[-1] == (25.0, 26.0) and first.reference == 20.0
 
@@ -50,7 +51,59 @@ def test_the_level_stops_while_the_verdict_is_critical():
     assert Panel([], required=1).follow(3.0, window, decision) is None  # no learned model: nothing to follow
 
 
-def test_follower_rejects_a_negative_time_constant_and_can_be_off():
+def test_the_time_constant_is_in_sampling_periods_so_a_late_reading_moves_the_level_further():
+    """tau counts the sensor's own sampling periods (measured on the window), so one value means
+    the same at 1 s and at 5 min, and a reading after a gap counts for the readings missed."""
+    follower = DriftFollower(0.0, tau=100)
+    every_second = Window((1.0,) * 10, tuple(range(0, 10_000, 1000)))
+    every_five_minutes = Window((1.0,) * 10, tuple(range(0, 3_000_000, 300_000)))
+    assert follower.follow(0.0, every_second, False) == pytest.approx(follower.follow(0.0, every_five_minutes, False))
+    late = Window((1.0,) * 10, tuple(range(0, 2_700_000, 300_000)) + (3_600_000,))  # 4 periods late
+    assert follower.follow(0.0, late, False) == pytest.approx(1 - np.exp(-4 / 100))
+    long = Window((50.0,) * 280 + (1.0,) * 10, tuple(range(0, 290_000, 1000)))  # a context before the window
+    assert follower.follow(0.0, long, False) == pytest.approx(1 - np.exp(-1 / 100))  # the newest 10 only
+
+
+def test_a_detector_votes_only_above_its_recent_peak_and_a_fault_never_raises_it():
+    """Every detector but the physical rule must beat the highest score it gave over the recent
+    non-critical readings: a detector voting on every reading of a noisier regime falls quiet,
+    a fault judged critical keeps its votes, and the physical rule is never held back."""
+    noisy, other, rule = Newest("autoencoder"), Newest("lstm"), Newest("physical", absolute=True)
+    panel = Panel([Voter(rule, 100.0), Voter(noisy, 1.0), Voter(other, 6.0)], required=2, span=20)
+    peaks, votes = None, []
+    for _ in range(30):  # 5.0: above the autoencoder's threshold every time, a regime it never saw
+        decision = panel.judge(Window((5.0,), (0,)), peaks=peaks)
+        peaks = panel.remember(peaks, decision)
+        votes.append(decision.ballots[1].vote)
+    assert votes[0] and not any(votes[1:])  # it beat its (empty) peak once, then never again
+    assert panel.judge(Window((5.0,), (0,)), peaks=peaks).as_dict()["votes"]["autoencoder"]["recent_peak"] == 5.0
+    fault = [panel.judge(Window((9.0,), (0,)), peaks=peaks)]
+    peaks = panel.remember(peaks, fault[0])
+    fault.append(panel.judge(Window((9.0,), (0,)), peaks=peaks))
+    assert [d.verdict for d in fault] == ["critical", "critical"]  # a lasting fault keeps its votes
+    assert peaks.bar("autoencoder") == 5.0 and peaks.bar("physical") is None
+    breach = panel.judge(Window((150.0,), (0,)), peaks=RecentPeaks(20, 0, {"physical": 1e9}, {}))
+    assert breach.ballots[0].vote  # the physical rule's limits are absolute
+
+
+def test_judging_reads_the_context_and_keeps_the_peaks_in_redis(redis_client, settings):
+    """/detectar's path: the panel gets the context detector's readings from one read, the
+    answer keeps the window, and the peaks survive between requests (another worker would
+    read the same hash)."""
+    from webapp.judging import judge_newest
+    from webapp.judging import read_peaks
+    from webapp.storage import Store
+
+    store = Store(redis_client, settings)
+    panel = build_panel(settings.replace(inference_backend="inprocess"))
+    values = TemperatureSimulator(seed=5).series(300)[1]
+    for i, value in enumerate(values):
+        store.append_reading("probe", 1_700_000_000_000 + i * 1000, float(value))
+    window, decision = judge_newest(store, panel, "probe", 1_700_000_000_000 + 299_000, W)
+    assert len(window.values) == W and decision.degraded == ()  # the context detector had its 288 + 3
+    peaks = read_peaks(store, "probe", panel.span)
+    assert peaks.count == 1 and set(peaks.current) == {"isolation_forest", "autoencoder", "lstm", "context"}
+    assert redis_client.pttl(store.keys.series("probe", "peaks")) > 0
     with pytest.raises(ValueError, match="tau"):
         DriftFollower(0.0, tau=-1)
     assert DriftFollower(20.0, tau=0).follow(21.0, Window((30.0,), (0,)), critical=False) == 21.0

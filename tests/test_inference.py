@@ -179,10 +179,11 @@ def test_circuit_closes_when_the_server_is_back(registry):
 def test_served_detectors_abstain_when_the_server_is_down():
     settings = Settings(serving_host="127.0.0.1", serving_grpc_port=free_port(), inference_timeout_s=0.2)
     panel = build_panel(settings)
-    decision = panel.judge(Window(tuple(WINDOWS[0]), STAMPS))
-    assert decision.degraded == ("autoencoder", "lstm")
+    decision = panel.judge(Window(tuple(WINDOWS[0]), STAMPS))  # ten readings: the context detector waits for 33
+    assert decision.degraded == ("autoencoder", "lstm", "context")
     assert {b.detector: b.vote is not None for b in decision.ballots} == {
-        "physical": True, "isolation_forest": True, "autoencoder": False, "lstm": False}
+        "physical": True, "isolation_forest": True, "autoencoder": False, "lstm": False, "context": False}
+    assert "needs 33 readings" in decision.as_dict()["votes"]["context"]["reason"]
     assert "UNAVAILABLE" in decision.as_dict()["votes"]["lstm"]["reason"]
 
 
@@ -197,6 +198,9 @@ def test_panel_over_the_standin_matches_in_process(standin, kind):
     a, b = remote.judge(window).as_dict(), local.judge(window).as_dict()
     assert a["verdict"] == b["verdict"] and a["model_versions"] == b["model_versions"]
     for name in a["votes"]:
+        if b["votes"][name]["score"] is None:  # the context detector waits for 33 readings, in both
+            assert a["votes"][name] == b["votes"][name]
+            continue
         assert a["votes"][name]["score"] == pytest.approx(b["votes"][name]["score"], rel=1e-6)
 
 
@@ -216,7 +220,7 @@ def test_web_worker_with_a_remote_backend_never_imports_tensorflow(standin):
         from webapp.detection import build_panel
         from webapp.detection.base import Window
         panel = build_panel(Settings(serving_host="127.0.0.1", serving_grpc_port={standin.grpc_port}))
-        decision = panel.judge(Window(tuple(float(20 + i / 10) for i in range(10)), tuple(range(0, 10000, 1000))))
+        decision = panel.judge(Window(tuple(float(20 + i / 100) for i in range(40)), tuple(range(0, 40000, 1000))))
         print(json.dumps({{"degraded": list(decision.degraded), "tf": "tensorflow" in sys.modules,
                           "rss_mib": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024}}))
     """)
@@ -242,7 +246,7 @@ def test_concurrent_judges_against_a_dead_server_only_abstain():
     window = Window(tuple(WINDOWS[2]), STAMPS)
     with ThreadPoolExecutor(max_workers=4) as pool:
         decisions = list(pool.map(lambda _: panel.judge(window), range(40)))
-    assert all(d.degraded == ("autoencoder", "lstm") for d in decisions)
+    assert all(d.degraded == ("autoencoder", "lstm", "context") for d in decisions)  # context: ten readings
 
 
 def served_versions() -> list[tuple[str, Path]]:

@@ -34,7 +34,8 @@ def trained(tmp_path_factory, series):
 
 def test_writes_a_version_of_every_model_and_the_manifest(trained):
     models, entries = trained
-    assert set(entries) == {"isolation_forest", "autoencoder", "lstm"}
+    assert set(entries) == {"isolation_forest", "autoencoder", "lstm", "context"}
+    assert entries["context"]["params"]["context"] == entries["context"]["window_size"] - entries["context"]["params"]["tail"]
     for name in ("autoencoder", "lstm"):
         assert (models / name / "1" / "saved_model.pb").is_file()
     assert (models / "isolation_forest" / "1" / "forest.npz").is_file()
@@ -82,11 +83,25 @@ def test_new_versions_are_numbered_and_old_ones_pruned(tmp_path, series):
 def test_panel_judges_with_freshly_trained_models(trained):
     models, _ = trained
     panel = build_panel(Settings(models_dir=str(models), inference_backend="inprocess"))
-    values = TemperatureSimulator(seed=4).series(10, start_s=100)[1]
-    stamps = tuple(range(0, 10_000, 1000))
+    values = TemperatureSimulator(seed=4).series(40, start_s=100)[1]  # enough past for the context detector
+    stamps = tuple(range(0, 40_000, 1000))
     assert panel.judge(Window(tuple(values), stamps)).degraded == ()
     jump = panel.judge(Window(tuple(values[:-1]) + (values[-1] + 6.0,), stamps))
     assert jump.verdict == "critical"
+
+
+def test_thresholds_are_calibrated_on_blocks_spread_over_the_series():
+    """A baseline whose end is calm and whose start is not: held-out blocks from the whole series
+    see both regimes (the last 30 % alone would see only the calm end)."""
+    from webapp.detection.training import held_out_blocks
+    from webapp.detection.training import segment_windows
+
+    held = held_out_blocks(1000, 0.3, 10)
+    assert held.mean() == pytest.approx(0.3) and held[:500].any() and held[-100:].all()
+    series = np.arange(1000.0)
+    fit, test = segment_windows(series, ~held, 10), segment_windows(series, held, 10)
+    assert len(fit) + len(test) == 1000 - 6 * 9  # six segments; no window straddles a boundary
+    assert not set(fit[:, -1]) & set(test[:, -1])
 
 
 def test_cli_trains_from_a_csv(tmp_path, series, capsys):

@@ -14,7 +14,8 @@ from pathlib import Path
 from webapp.detection.features import Profile
 
 MANIFEST = "manifest.json"
-LEARNED = ("isolation_forest", "autoencoder", "lstm")
+LEARNED = ("isolation_forest", "autoencoder", "lstm")  # the detectors with model artefacts
+CALIBRATED = (*LEARNED, "context")  # every detector whose threshold the manifest holds
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,6 +33,7 @@ class ModelEntry:
     window_size: int
     profile: Profile
     artefact: str | None = None
+    params: dict | None = None  # a model-free detector's parameters (the context detector)
 
 
 def resolve_models_dir(models_dir: str | Path) -> Path:
@@ -55,6 +57,7 @@ def load_manifest(models_dir: str | Path) -> dict[str, ModelEntry]:
                 window_size=int(spec["window_size"]),
                 profile=Profile(**spec["profile"]),
                 artefact=spec.get("artefact"),
+                params=spec.get("params"),
             )
             for name, spec in data["models"].items()
         }

@@ -1,8 +1,8 @@
-"""`build_panel`: the four detectors of a web worker, their thresholds and their backend.
+"""`build_panel`: the detectors of a web worker, their thresholds and their backend.
 
-The physical rule always votes. The learned detectors come from the model manifest (live
-version, calibrated threshold, window size); when the manifest cannot be read they abstain,
-saying why, and the panel keeps judging with what is left. ``THRESHOLD`` overrides the
+The physical rule always votes. The learned detectors and the context detector come from the
+model manifest (live version, calibrated threshold, window size); when the manifest cannot be
+read they abstain, saying why, and the panel keeps judging with what is left. ``THRESHOLD`` overrides the
 threshold of the detector named by ``MODEL_NAME``. Called once per worker, after fork.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from webapp.config import Settings
 from webapp.detection.iforest import IsolationForestDetector
-from webapp.detection.manifest import LEARNED
+from webapp.detection.context import ContextDetector
+from webapp.detection.manifest import CALIBRATED
 from webapp.detection.manifest import ManifestError
 from webapp.detection.manifest import load_manifest
 from webapp.detection.manifest import resolve_models_dir
@@ -24,6 +25,7 @@ from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
 from webapp.detection.physical import PhysicalRule
 from webapp.detection.base import Window
 from webapp.detection.drift import DriftFollower
+from webapp.detection.peaks import RecentPeaks
 from webapp.detection.vote import Abstainer
 from webapp.detection.vote import Decision
 from webapp.detection.vote import Panel
@@ -53,12 +55,13 @@ class ConcurrentPanel(Panel):
                 self._pid = os.getpid()
             return self._pool
 
-    def judge(self, window: Window, level: float | None = None) -> Decision:
+    def judge(self, window: Window, level: float | None = None, peaks: RecentPeaks | None = None) -> Decision:
         pool = self._executor()
         moved = self.follower.move(window, level) if self.follower else window
         seen = [window if v.absolute else moved for v in self.voters]
-        pending = {i: pool.submit(v.ballot, seen[i]) for i, v in enumerate(self.voters) if v.name in self.remote}
-        ballots = [pending[i].result() if i in pending else v.ballot(seen[i]) for i, v in enumerate(self.voters)]
+        bars = [self._bar(peaks, v.name) for v in self.voters]
+        pending = {i: pool.submit(v.ballot, seen[i], bars[i]) for i, v in enumerate(self.voters) if v.name in self.remote}
+        ballots = [pending[i].result() if i in pending else v.ballot(seen[i], bars[i]) for i, v in enumerate(self.voters)]
         return self._decide(ballots, level)
 
 SERVED = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}
@@ -79,19 +82,19 @@ def build_panel(settings: Settings, backend=None) -> Panel:
         entries = load_manifest(settings.models_dir)
     except ManifestError as exc:
         log.warning("learned detectors abstain: %s", exc)
-        return Panel(voters + [Abstainer(name, str(exc)) for name in LEARNED], settings.vote_required)
+        return Panel(voters + [Abstainer(name, str(exc)) for name in CALIBRATED], settings.vote_required)
     if backend is None:
         from webapp.inference import make_backend
 
         backend = make_backend(settings)
     centers = [e.profile.center for e in entries.values()]
-    follower = DriftFollower(centers[0], settings.drift_tau) if centers else None
-    for name in LEARNED:
+    follower = DriftFollower(centers[0], settings.drift_tau, settings.window_size) if centers else None
+    for name in CALIBRATED:
         entry = entries.get(name)
         if entry is None:
             voters.append(Abstainer(name, "not in the model manifest"))
             continue
-        if entry.window_size > settings.window_size:
+        if entry.window_size > settings.window_size and entry.params is None:
             log.warning("%s needs %d readings but WINDOW_SIZE is %d: it will abstain",
                         name, entry.window_size, settings.window_size)
         threshold = settings.threshold if settings.threshold is not None and name == settings.model_name else entry.threshold
@@ -108,6 +111,10 @@ def build_panel(settings: Settings, backend=None) -> Panel:
 
 
 def _detector(settings: Settings, entry, backend):
+    if entry.name == "context":
+        detector = ContextDetector(**entry.params)
+        detector.profile_, detector.version_ = entry.profile, str(entry.version)
+        return detector
     if entry.name == "isolation_forest":
         path = resolve_models_dir(settings.models_dir) / entry.artefact
         return IsolationForestDetector.load(path, version=str(entry.version))

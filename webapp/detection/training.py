@@ -1,9 +1,12 @@
 """Reproducible training of the learned detectors, calibration, export and the manifest.
 
-`train_detectors` fits the IsolationForest, the autoencoder and the LSTM on the first part of
-a normal series, exports them as a new numbered version, scores the held-out rest through the
-exported artefacts (the code path serving uses) and sets each threshold at the stated
-false-alarm rate of those held-out windows. Needs TensorFlow and scikit-learn.
+`train_detectors` fits the IsolationForest, the autoencoder and the LSTM on part of a normal
+series, exports them as a new numbered version, scores the held-out rest through the exported
+artefacts (the code path serving uses) and sets each threshold at the stated false-alarm rate
+of those held-out windows; the context detector (`webapp.detection.context`) is calibrated on
+the same held-out readings. The held-out part is interleaved blocks spread over the series
+(`held_out_blocks`), so the thresholds see every regime of the baseline, not only its end.
+Needs TensorFlow and scikit-learn.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from webapp.detection.base import as_windows
+from webapp.detection.context import ContextDetector
 from webapp.detection.iforest import IsolationForestDetector
 from webapp.detection.manifest import LEARNED
 from webapp.detection.manifest import write_manifest
@@ -46,6 +50,7 @@ class TrainingPlan:
     units: int = 16
     n_estimators: int = 100
     seed: int = 0
+    blocks: int = 10  # the series is cut into this many blocks; held_out of them are held out, spread out
 
     def __post_init__(self) -> None:
         if not 0.05 <= self.held_out <= 0.9:
@@ -70,6 +75,30 @@ def calibrate(scores: np.ndarray, false_alarm_rate: float, margin: float = 1.0) 
     quantile = float(np.quantile(values, 1.0 - false_alarm_rate))
     median = float(np.median(values))
     return median + margin * (quantile - median)
+
+
+def held_out_blocks(n: int, held_out: float, blocks: int) -> np.ndarray:
+    """Which of `n` readings are held out: about `held_out` of `blocks` equal blocks, spread
+    evenly over the series (the last block always among them, as before).
+
+    >>> held_out_blocks(10, 0.3, 10).astype(int).tolist()
+    [0, 0, 1, 0, 0, 0, 1, 0, 0, 1]
+    """
+    count = max(1, round(held_out * blocks))
+    chosen = {blocks - 1 - int(round(i * blocks / count)) for i in range(count)}
+    block_of = np.minimum((np.arange(n) * blocks) // max(n, 1), blocks - 1)
+    return np.isin(block_of, sorted(chosen))
+
+
+def segment_windows(series: np.ndarray, keep: np.ndarray, size: int) -> np.ndarray:
+    """Every window of `size` readings lying wholly inside the readings marked by `keep`.
+
+    >>> segment_windows(np.arange(6.0), np.array([1, 1, 1, 0, 1, 1], bool), 2).tolist()
+    [[0.0, 1.0], [1.0, 2.0], [4.0, 5.0]]
+    """
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(int), [0]])))
+    parts = [as_windows(series[a:b], size) for a, b in zip(edges[::2], edges[1::2]) if b - a >= size]
+    return np.concatenate(parts) if parts else np.zeros((0, size))
 
 
 def next_version(models_dir: Path) -> int:
@@ -163,9 +192,9 @@ def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPl
     models_dir.mkdir(parents=True, exist_ok=True)
     series = np.asarray(values, dtype=np.float64)
     series = series[np.isfinite(series)]
-    split = int(len(series) * (1.0 - plan.held_out))
-    fit_windows = as_windows(series[:split], plan.window_size)
-    held_windows = as_windows(series[split:], plan.window_size)
+    held = held_out_blocks(len(series), plan.held_out, plan.blocks)
+    fit_windows = segment_windows(series, ~held, plan.window_size)
+    held_windows = segment_windows(series, held, plan.window_size)
     version = version or next_version(models_dir)
     entries: dict[str, dict] = {}
     step = progress or (lambda stage: None)
@@ -190,6 +219,11 @@ def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPl
         served = cls(plan.window_size, backend=backend, model_version=version)
         entries[name] = _entry(detector, served.score(held_windows), plan, version)
 
+    step("context")
+    context = ContextDetector().fit(fit_windows)
+    entries["context"] = _entry(context, context.score_series(series)[held], plan, version,
+                                params=context.params(), window_size=context.readings)
+
     write_models_config(models_dir, keep=keep)
     prune(models_dir, keep)
     training = {"source": source, "readings": int(len(series)), "fit_windows": len(fit_windows),
@@ -199,12 +233,14 @@ def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPl
     return entries
 
 
-def _entry(detector, held_scores: np.ndarray, plan: TrainingPlan, version: int, artefact: str | None = None) -> dict:
+def _entry(detector, held_scores: np.ndarray, plan: TrainingPlan, version: int, artefact: str | None = None,
+           params: dict | None = None, window_size: int | None = None) -> dict:
+    held_scores = held_scores[np.isfinite(held_scores)]  # the context detector abstains while young
     threshold = calibrate(held_scores, plan.false_alarm_rate, plan.margin)
     entry = {
         "version": version,
         "threshold": round(threshold, 8),
-        "window_size": plan.window_size,
+        "window_size": window_size or plan.window_size,
         "profile": detector.profile_.as_dict(),
         "calibration": {
             "false_alarm_rate": plan.false_alarm_rate,
@@ -216,5 +252,7 @@ def _entry(detector, held_scores: np.ndarray, plan: TrainingPlan, version: int, 
     }
     if artefact:
         entry["artefact"] = artefact
+    if params:
+        entry["params"] = params
     return entry
 

@@ -16,6 +16,9 @@ from dataclasses import replace
 from webapp.detection.base import Detector
 from webapp.detection.base import Window
 from webapp.detection.drift import DriftFollower
+from webapp.detection.peaks import SPAN
+from webapp.detection.peaks import RecentPeaks
+from webapp.detection.peaks import adaptive
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +35,12 @@ class Ballot:
     threshold: float | None = None
     version: str | None = None
     reason: str | None = None
+    bar: float | None = None  # the detector's recent peak the score had to beat (`webapp.detection.peaks`)
 
     def as_dict(self) -> dict:
         body = {"vote": self.vote, "score": self.score, "threshold": self.threshold}
+        if self.bar is not None:
+            body["recent_peak"] = self.bar
         if self.reason:
             body["reason"] = self.reason
         return body
@@ -60,14 +66,17 @@ class Voter:
         """Whether the detector judges raw values (never a window moved to follow drift)."""
         return self.detector.absolute
 
-    def ballot(self, window: Window) -> Ballot:
+    def ballot(self, window: Window, bar: float | None = None) -> Ballot:
+        """The detector's ballot on `window`: a vote when its score is above the threshold and
+        above `bar`, its recent peak (None: no peak to beat)."""
         try:
             score = float(self.detector.score_one(window))
         except DetectorUnavailable as exc:
             return Ballot(self.name, None, threshold=self.threshold, reason=str(exc))
         if not math.isfinite(score):
             return Ballot(self.name, None, threshold=self.threshold, reason="score is not finite")
-        return Ballot(self.name, score > self.threshold, score, self.threshold, self.detector.version)
+        vote = score > self.threshold and (bar is None or score > bar)
+        return Ballot(self.name, vote, score, self.threshold, self.detector.version, bar=bar)
 
     def state(self) -> str:
         """``ok``, or why the detector cannot answer now (shown by ``/readyz``)."""
@@ -84,7 +93,7 @@ class Abstainer:
         self.name = name
         self.reason = reason
 
-    def ballot(self, window: Window) -> Ballot:
+    def ballot(self, window: Window, bar: float | None = None) -> Ballot:
         return Ballot(self.name, None, reason=self.reason)
 
     def state(self) -> str:
@@ -138,22 +147,36 @@ def decide(ballots: Sequence[Ballot], required: int) -> Decision:
 
 
 class Panel:
-    """The detectors that judge every window, the quorum they need, and how the sensor's
-    reference level follows slow drift (`follower`; None when no learned detector is live)."""
+    """The detectors that judge every window, the quorum they need, how the sensor's reference
+    level follows slow drift (`follower`; None when no learned detector is live), and how many
+    recent readings a detector's peak spans (`span`, `webapp.detection.peaks`)."""
 
-    def __init__(self, voters: Sequence[Voter | Abstainer], required: int, follower: DriftFollower | None = None):
+    def __init__(self, voters: Sequence[Voter | Abstainer], required: int, follower: DriftFollower | None = None,
+                 span: int = SPAN):
         self.voters = tuple(voters)
         self.required = required
         self.follower = follower
+        self.span = span
+        self.adaptive = adaptive(voter.name for voter in self.voters)
 
-    def judge(self, window: Window, level: float | None = None) -> Decision:
-        """Judge `window`; the learned detectors see it moved to the sensor's reference `level`."""
+    def judge(self, window: Window, level: float | None = None, peaks: RecentPeaks | None = None) -> Decision:
+        """Judge `window`; the learned detectors see it moved to the sensor's reference `level`,
+        and with `peaks` every detector but the physical rule must beat its recent peak."""
         moved = self.follower.move(window, level) if self.follower else window
-        return self._decide([voter.ballot(window if voter.absolute else moved) for voter in self.voters], level)
+        return self._decide([voter.ballot(window if voter.absolute else moved, self._bar(peaks, voter.name))
+                             for voter in self.voters], level)
+
+    def _bar(self, peaks: RecentPeaks | None, name: str) -> float | None:
+        return peaks.bar(name) if peaks is not None and name in self.adaptive else None
 
     def follow(self, level: float | None, window: Window, decision: Decision) -> float | None:
         """The sensor's reference level after `decision` (None: nothing to follow)."""
         return self.follower.follow(level, window, decision.anomaly) if self.follower else None
+
+    def remember(self, peaks: RecentPeaks | None, decision: Decision) -> RecentPeaks:
+        """The detectors' recent peaks after `decision` (unchanged when it was critical)."""
+        scores = {b.detector: b.score for b in decision.ballots if b.score is not None and b.detector in self.adaptive}
+        return (peaks or RecentPeaks(self.span)).after(scores, decision.anomaly)
 
     def _decide(self, ballots: list[Ballot], level: float | None) -> Decision:
         decision = decide(ballots, self.required)
@@ -168,3 +191,9 @@ class Panel:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(voter.name for voter in self.voters)
+
+    @property
+    def readings(self) -> int:
+        """The most readings any detector judges with (the context detector's context); the
+        window `judge` gets should hold this many, the newest last."""
+        return max((getattr(getattr(v, "detector", None), "readings", 0) for v in self.voters), default=0)
