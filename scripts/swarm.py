@@ -268,6 +268,9 @@ def redis_context() -> Path:
 
 def standin_context() -> Path:
     return stage_context("standin", {
+        "requirements.txt": ROOT / "requirements.txt",
+        "contracts": ROOT / "contracts",
+        "webapp": ROOT / "webapp",
         "scripts/__init__.py": ROOT / "scripts/__init__.py",
         "scripts/tfserving_standin.py": ROOT / "scripts/tfserving_standin.py",
         "models": ROOT / "serving/models",
@@ -319,8 +322,7 @@ def build_images(engine: Engine) -> dict[str, str]:
     prometheus, _ = build_image(engine, "aeroguard-prometheus:dev", images / "prometheus/Dockerfile",
                                 images / "prometheus", base)
     redis, _ = build_image(engine, "aeroguard-redis:dev", images / "redis/Dockerfile", redis_context(), base)
-    standin, _ = build_image(engine, "aeroguard-standin:dev", images / "standin/Dockerfile", standin_context(),
-                             {"APP_IMAGE": app})
+    standin, _ = build_image(engine, "aeroguard-standin:dev", images / "standin/Dockerfile", standin_context(), base)
     return {
         "AEROGUARD_IMAGE": app,
         "AEROGUARD_HAPROXY_IMAGE": haproxy,
@@ -379,7 +381,13 @@ def deploy(engine: Engine, images: dict[str, str]) -> None:
     argv = ["stack", "deploy", "--resolve-image", "never", "--prune"]
     for path in STACK_FILES:
         argv += ["-c", str(path)]
-    result = engine.docker(*argv, STACK, cwd=ROOT, extra_env=images)
+    result = engine.docker(*argv, STACK, cwd=ROOT, extra_env=images, check=False)
+    if result.returncode != 0 and "only updates to Labels are allowed" in result.stderr:
+        raise SwarmError(f"{result.stderr.strip()}\n  A file under `configs:` changed since it was deployed and Docker "
+                         "configs are immutable: version its name in docker-stack.yml (header of that file), "
+                         "or `make swarm-down` first.")
+    if result.returncode != 0:
+        raise SwarmError(f"docker stack deploy failed: {result.stderr.strip()}")
     for line in result.stdout.splitlines():
         info(line)
     # deploy/swarm-local.yml cannot set `replicas: 0` (docker 20.10's loader drops zero values).

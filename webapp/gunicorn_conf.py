@@ -7,8 +7,6 @@ import os
 import shutil
 import tempfile
 
-from prometheus_client import multiprocess
-
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
@@ -28,6 +26,12 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aeroguard-metrics-")
+
+# Only now: prometheus-client picks its value class (in memory or multiprocess files) when first
+# imported, and the workers fork from this master. Imported above the line before, every
+# worker kept its metrics in memory and /metrics answered empty in the image, where nothing
+# sets PROMETHEUS_MULTIPROC_DIR beforehand (found by `make swarm-test`).
+from prometheus_client import multiprocess  # noqa: E402
 
 
 def on_starting(server):
