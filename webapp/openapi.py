@@ -127,7 +127,9 @@ def openapi():
     than the retention, at most the stated clock skew ahead (400 otherwise)."""
     settings = current_app.extensions["settings"]
     now = time.time_ns() // 1_000_000
-    timestamp = {**_MS, "minimum": now - int(settings.retention_days * 86_400_000),
+    # The lower bound moves on with the clock: stated 10 minutes inside it, so a client that
+    # generates from this document a while after reading it still sends acceptable timestamps.
+    timestamp = {**_MS, "minimum": now - int(settings.retention_days * 86_400_000) + 600_000,
                  "maximum": now + int(settings.max_future_skew_s * 1000),
                  "description": "milliseconds since the Unix epoch; within RETENTION_DAYS before and "
                                 "MAX_FUTURE_SKEW_S after the server's clock (bounds as of this document)"}
