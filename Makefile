@@ -92,7 +92,7 @@ swarm-up: setup
 	$(VENV_PY) -m scripts.swarm up
 
 swarm-test:
-	$(VENV_PY) -m pytest swarm_tests -o testpaths=swarm_tests -v $(SWARM_TEST_ARGS)
+	$(VENV_PY) -m pytest swarm_tests -o testpaths=swarm_tests -v -s $(SWARM_TEST_ARGS)
 
 swarm-down:
 	@$(ANY_PY) -m scripts.swarm down

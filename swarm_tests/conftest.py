@@ -22,6 +22,7 @@ class Stack:
 
     def __init__(self, engine: swarm.Engine):
         self.engine = engine
+        self.web = WEB
         self.cert = str(swarm.SECRETS_DIR / "aeroguard_tls_certificate")
         self.api_key = (swarm.SECRETS_DIR / "aeroguard_api_keys").read_text().splitlines()[0]
         self.admin_key = (swarm.SECRETS_DIR / "aeroguard_admin_keys").read_text().splitlines()[0]

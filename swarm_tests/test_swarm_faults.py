@@ -1,0 +1,110 @@
+"""Faults on the deployed stack, each with its measured recovery time and the invariants:
+nothing acknowledged is lost, nothing is stored twice, no 5xx where the design promises none.
+
+Each test leaves the stack converged again (it waits, as `make swarm-up` does).
+"""
+from __future__ import annotations
+
+import time
+
+from scripts import swarm
+from swarm_tests.load import SteadyLoad
+
+
+def converged(stack, timeout: float = 240) -> None:
+    swarm.wait_converged(stack.engine, timeout=timeout)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5) -> float:
+    """Seconds until `predicate()` is true."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout:.0f} s"
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+def report(fault: str, recovery_s: float, detail: str) -> None:
+    print(f"\n    FAULT {fault}: recovered in {recovery_s:.1f} s; {detail}")
+
+
+def test_kill_a_web_task_under_steady_load(stack):
+    converged(stack)
+    with SteadyLoad(stack, f"swarm-fault-web-{int(time.time())}") as load:
+        time.sleep(5)
+        victim = stack.containers("web")[0]
+        killed_at = time.monotonic()
+        stack.docker("kill", "--signal", "KILL", victim)
+        recovery = wait_for(lambda: victim not in stack.containers("web")
+                            and swarm.service_status(stack.engine)["web"] == (5, 5), 120,
+                            "five healthy web tasks again")
+        time.sleep(5)
+    outage = [t - killed_at for t, _ in load.failures if t >= killed_at]
+    detail = load.check_nothing_lost_nothing_twice()
+    report("kill -9 one web task", recovery,
+           f"{detail}; client-visible failures within {max(outage, default=0):.1f} s of the kill")
+
+
+def test_kill_the_edge_leaders_task(stack):
+    converged(stack)
+    cluster = stack.get("/api/v1/cluster").json()["groups"]["boiler-1"]
+    leader, epoch = cluster["leader"], cluster["epoch"]
+    victim = next(c for c in stack.containers("edge") if stack.inspect(c)["Config"]["Hostname"] == f"edge-{leader}")
+    before = stack.get("/listar?sensor=boiler-1&count=1").json()["readings"][-1]["timestamp"]
+    killed_at_ms = int(time.time() * 1000)
+    killed_at = time.monotonic()
+    stack.docker("kill", "--signal", "KILL", victim)
+
+    def new_term():
+        group = stack.get("/api/v1/cluster").json()["groups"]["boiler-1"]
+        return group["epoch"] > epoch and group["leader"] is not None
+
+    def new_round_stored():
+        newest = stack.get("/listar?sensor=boiler-1&count=1").json()["readings"]
+        return newest and newest[-1]["timestamp"] > killed_at_ms
+
+    elected = wait_for(new_term, 90, "a new edge leader (higher epoch)")
+    recovery = elected + wait_for(new_round_stored, 90, "a fused round stored after the kill")
+    group = stack.get("/api/v1/cluster").json()["groups"]["boiler-1"]
+    term = group["term"]
+    readings = stack.get("/listar?sensor=boiler-1&count=1000").json()["readings"]
+    stamps = [r["timestamp"] for r in readings]
+    assert len(stamps) == len(set(stamps)), "a round stored twice"
+    # The new term continues the round numbers: none skipped, none reused.
+    assert term["first_round"] == term["previous"]["round"] + 1, term
+    gap = min((t for t in stamps if t > killed_at_ms), default=0) - max(t for t in stamps if t <= before)
+    report("kill -9 the edge leader's task", recovery,
+           f"new leader {group['leader']} (epoch {epoch} -> {group['epoch']}) after {elected:.1f} s; "
+           f"first round of the term {term['first_round']} = previous {term['previous']['round']} + 1; "
+           f"{len(stamps)} rounds listed, 0 twice; largest gap in the series {gap / 1000:.1f} s")
+    converged(stack)
+
+
+def test_stop_the_model_server_detectors_abstain_without_5xx(stack):
+    converged(stack)
+    sensor = f"swarm-fault-model-{int(time.time())}"
+    for n in range(40):   # history, so only the model server can degrade the panel
+        stack.get(f"/detectar?dato={21.5 + 0.1 * (n % 3)}&sensor={sensor}", key=True)
+    statuses, degraded = [], set()
+    try:
+        stack.docker("service", "scale", "--detach", f"{swarm.STACK}_tf-serving=0")
+        wait_for(lambda: not stack.containers("tf-serving"), 60, "the model server stopped")
+        for n in range(15):
+            response = stack.get(f"/detectar?dato={21.5 + 0.1 * (n % 3)}&sensor={sensor}", key=True)
+            statuses.append(response.status_code)
+            degraded |= set(response.json().get("degraded", []))
+    finally:
+        stack.docker("service", "scale", "--detach", f"{swarm.STACK}_tf-serving=2")
+    restarted = time.monotonic()
+
+    def full_panel():
+        response = stack.get(f"/detectar?dato=21.5&sensor={sensor}", key=True)
+        return response.status_code == 201 and not {"autoencoder", "lstm"} & set(response.json()["degraded"])
+
+    recovery = wait_for(full_panel, 180, "the learned detectors voting again", interval=2)
+    assert all(status == 201 for status in statuses), statuses
+    assert {"autoencoder", "lstm"} <= degraded, degraded
+    report("model server stopped (tf-serving scaled to 0)", recovery,
+           f"{len(statuses)} /detectar while down: all 201, degraded {sorted(degraded)}; "
+           f"full panel {time.monotonic() - restarted:.1f} s after scaling back to 2")
+    converged(stack)
