@@ -14,6 +14,7 @@ from scripts.servers import wait_until
 from webapp import create_app
 from webapp import shutdown
 from webapp.alerting import Incidents
+from webapp.storage import Keys
 
 
 class Receiver:
@@ -68,7 +69,7 @@ def alerting_app(settings, *receivers, **changes):
 
 
 def test_incident_opens_once_escalates_and_closes(redis_client, redis_prefix):
-    incidents = Incidents(redis_client, redis_prefix, calm_readings=3, min_interval_s=0)
+    incidents = Incidents(redis_client, Keys(redis_prefix), calm_readings=3, min_interval_s=0)
     body = {"kind": "decision", "sensor": "s"}
     steps = [(True, 3), (True, 3), (True, 4), (True, 3), (False, 0), (False, 0), (True, 3), (False, 0),
              (False, 0), (False, 0), (False, 0)]
@@ -80,7 +81,7 @@ def test_incident_opens_once_escalates_and_closes(redis_client, redis_prefix):
 
 
 def test_opening_alerts_are_rate_limited_per_subject(redis_client, redis_prefix):
-    incidents = Incidents(redis_client, redis_prefix, calm_readings=1, min_interval_s=60)
+    incidents = Incidents(redis_client, Keys(redis_prefix), calm_readings=1, min_interval_s=60)
     body = {"kind": "decision", "sensor": "s"}
     for now in (0, 1_000, 2_000, 3_000):
         incidents.observe("s", now % 2000 == 0, 3, now, body)

@@ -79,6 +79,7 @@ def test_dashboard_shows_readings_markers_votes_and_anomalies(served, tmp_path):
     assert "physical" in detectors and "normal" in detectors
     anomalies = text_of(dom, "anomalies")
     assert "boiler-1" in anomalies and "260.0" in anomalies
+    assert "no incidents recorded" in text_of(dom, "incidents")  # one warning is not an incident
     assert "no edge groups registered" in text_of(dom, "cluster")
     assert shot.stat().st_size > 10_000
 
@@ -96,5 +97,17 @@ def test_dashboard_says_which_dependency_is_down(settings, make_redis_server, tm
         assert "down: redis" in text_of(dom, "health")
         assert "unavailable" in text_of(dom, "chart")
         assert "unavailable" in text_of(dom, "cluster")
+    finally:
+        served.close()
+
+
+def test_dashboard_lists_an_incident_with_its_peak_and_detectors(settings, tmp_path):
+    served = Served(create_app(settings.replace(window_size=4, vote_required=1)))
+    try:
+        client = served.app.test_client()
+        for value in (20.0, 20.1, 20.0, 20.1, 400.0, 900.0):
+            client.get(f"/detectar?dato={value}&sensor=oven")
+        incidents = text_of(render(f"{served.url}/", tmp_path), "incidents")
+        assert "oven" in incidents and "open" in incidents and "900.0" in incidents and "physical" in incidents
     finally:
         served.close()

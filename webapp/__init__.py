@@ -48,12 +48,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     client = make_redis(settings)
     app.extensions.update(settings=settings, redis=client, store=Store(client, settings),
-                          panel=build_panel(settings), zk=make_zookeeper(settings), incidents=None, notifier=None)
+                          panel=build_panel(settings), zk=make_zookeeper(settings), notifier=None)
     app.extensions["epochs"] = EpochVerifier(app.extensions["zk"], settings.zk_root,
                                              strict=settings.env == "production")
+    # Incidents are tracked and logged always (/api/v1/incidents); alerts only with ALERT_URLS.
+    app.extensions["incidents"] = Incidents(client, app.extensions["store"].keys, settings.window_size,
+                                            settings.alert_min_interval_s, alerts=bool(settings.alert_urls),
+                                            state_ttl_ms=int(settings.retention_days * 86_400_000))
     if settings.alert_urls:
-        app.extensions["incidents"] = Incidents(client, settings.key_prefix, settings.window_size,
-                                                settings.alert_min_interval_s)
         notifier = Notifier(client, app.extensions["incidents"].stream, settings.alert_urls,
                             consumer_name(settings.hostname), timeout_s=settings.alert_timeout_s)
         notifier.start()

@@ -29,38 +29,76 @@ from webapp import metrics
 
 log = logging.getLogger(__name__)
 
-# KEYS: incident hash. ARGV: alarm (0/1), votes, now ms, calm readings to close, min interval ms.
+# KEYS: incident hash, the set of open incidents, the incident log, the sensor's incident log.
+# ARGV: alarm (0/1), votes, now ms, calm readings to close, min interval ms, subject, value,
+# how far the value lies from its reference, the voting detectors (comma-separated), kind,
+# how long a quiet subject's state is kept (ms), the logs' lengths (global, per sensor).
 # Returns {transition, incident id, quiet}: transition is opened|escalated|closed|ongoing|none.
+# An incident keeps its start, its peak (the reading with the most votes, then the farthest
+# from its reference), every detector that voted and its alarm count; when it closes, that
+# record is appended to the incident logs, so the log holds one entry per incident, not a row
+# per reading.
 _INCIDENT = """
-local h = KEYS[1]
+local h, open_set, log, sensor_log = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local alarm, votes, now = ARGV[1] == '1', tonumber(ARGV[2]), tonumber(ARGV[3])
+local subject, value, deviation = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local open = redis.call('HGET', h, 'open') == '1'
+local function kept(...)  -- every answer renews the subject's state for ARGV[11] ms
+  redis.call('PEXPIRE', h, ARGV[11])
+  return {...}
+end
+local function note(fresh)
+  local best_votes = tonumber(redis.call('HGET', h, 'peak_votes') or '-1')
+  local best_dev = tonumber(redis.call('HGET', h, 'peak_deviation') or '-1')
+  if fresh or votes > best_votes or (votes == best_votes and deviation > best_dev) then
+    redis.call('HSET', h, 'peak_votes', votes, 'peak_deviation', deviation, 'peak_value', value, 'peak_at', now)
+  end
+  for name in string.gmatch(ARGV[9], '[^,]+') do
+    local seen = redis.call('HGET', h, 'detectors') or ''
+    if not string.find(',' .. seen .. ',', ',' .. name .. ',', 1, true) then
+      redis.call('HSET', h, 'detectors', seen == '' and name or (seen .. ',' .. name))
+    end
+  end
+  redis.call('HINCRBY', h, 'alarms', 1)
+  redis.call('HSET', h, 'last_alarm_at', now)
+end
 if alarm then
   if not open then
     local id = redis.call('HINCRBY', h, 'seq', 1)
     local last = tonumber(redis.call('HGET', h, 'last_alert') or '-1e18')
     local quiet = (now - last) < tonumber(ARGV[5]) and 1 or 0
     if quiet == 0 then redis.call('HSET', h, 'last_alert', now) end
-    redis.call('HSET', h, 'open', '1', 'opened_at', now, 'max_votes', votes, 'calm', 0, 'quiet', quiet)
-    return {'opened', id, quiet}
+    redis.call('HSET', h, 'open', '1', 'opened_at', now, 'max_votes', votes, 'calm', 0, 'quiet', quiet,
+               'kind', ARGV[10], 'subject', subject, 'detectors', '', 'alarms', 0)
+    note(true)
+    redis.call('SADD', open_set, subject)
+    return kept('opened', id, quiet)
   end
   local id = tonumber(redis.call('HGET', h, 'seq'))
   local quiet = tonumber(redis.call('HGET', h, 'quiet'))
   redis.call('HSET', h, 'calm', 0)
+  note(false)
   if votes > tonumber(redis.call('HGET', h, 'max_votes')) then
     redis.call('HSET', h, 'max_votes', votes)
-    return {'escalated', id, quiet}
+    return kept('escalated', id, quiet)
   end
-  return {'ongoing', id, quiet}
+  return kept('ongoing', id, quiet)
 end
 if open then
   local id = tonumber(redis.call('HGET', h, 'seq'))
   local quiet = tonumber(redis.call('HGET', h, 'quiet'))
   if redis.call('HINCRBY', h, 'calm', 1) >= tonumber(ARGV[4]) then
     redis.call('HSET', h, 'open', '0', 'closed_at', now)
-    return {'closed', id, quiet}
+    redis.call('SREM', open_set, subject)
+    local f = redis.call('HGETALL', h)
+    local record = {'id', subject .. '#' .. id, 'end', now}
+    for i = 1, #f, 2 do record[#record + 1] = f[i]; record[#record + 1] = f[i + 1] end
+    redis.call('XADD', log, 'MAXLEN', '~', ARGV[12], '*', unpack(record))
+    redis.call('XADD', sensor_log, 'MAXLEN', '~', ARGV[13], '*', unpack(record))
+    redis.call('PEXPIRE', sensor_log, ARGV[11])
+    return kept('closed', id, quiet)
   end
-  return {'ongoing', id, quiet}
+  return kept('ongoing', id, quiet)
 end
 return {'none', 0, 0}
 """
@@ -69,41 +107,62 @@ NOTIFY = ("opened", "escalated", "closed")
 
 
 class Incidents:
-    """Tracks incidents in Redis and queues an alert for every transition worth a message.
+    """Tracks incidents in Redis, logs each one once it closes, and queues an alert for every
+    transition worth a message (when alerts are delivered at all).
 
     Parameters
     ----------
     client
         Redis (``decode_responses=True``).
-    prefix
-        Key namespace (``AEROGUARD_KEY_PREFIX``).
+    keys
+        The namespace's `Keys`.
     calm_readings
         Non-alarm readings in a row that close an incident.
     min_interval_s
         Shortest time between two opening alerts of one subject; incidents opened sooner are
         tracked but not announced (``quiet``), and neither are their escalation and recovery.
+    alerts
+        Whether to queue alerts (``ALERT_URLS`` set); incidents are tracked and logged anyway.
+    state_ttl_ms
+        How long the state of a subject with no verdict is kept (the readings' retention), so
+        subjects that stop reporting, or that a client made up, do not stay for ever.
     """
 
-    def __init__(self, client: redis.Redis, prefix: str, calm_readings: int, min_interval_s: float):
+    LOG_MAX = 10_000
+    SENSOR_LOG_MAX = 100
+
+    def __init__(self, client: redis.Redis, keys, calm_readings: int, min_interval_s: float,
+                 alerts: bool = True, state_ttl_ms: int = 3 * 86_400_000):
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.calm_readings = calm_readings
         self.min_interval_s = min_interval_s
+        self.alerts = alerts
+        self.state_ttl_ms = state_ttl_ms
         self._script = client.register_script(_INCIDENT)
 
     @property
     def stream(self) -> str:
-        return f"{self.prefix}alerts"
+        return self.keys.alerts
 
     def observe(self, subject: str, alarm: bool, votes: int, now_ms: int, alert: dict) -> str:
         """Apply one verdict of `subject`; queue `alert` when it opens, escalates or closes one.
 
         Returns the transition (``opened``, ``escalated``, ``closed``, ``ongoing``, ``none``).
         """
-        key = f"{self.prefix}incident:{subject}"
+        sensor = subject.split("/", 1)[0]
+        value = float(alert.get("value") or 0.0)
+        reference = alert.get("reference_level")
+        deviation = abs(value - reference) if isinstance(reference, (int, float)) else 0.0
+        voted = [name for name, ballot in (alert.get("votes") or {}).items()
+                 if isinstance(ballot, dict) and ballot.get("vote")]
         transition, incident, quiet = self._script(
-            keys=[key], args=[int(alarm), votes, now_ms, self.calm_readings, int(self.min_interval_s * 1000)])
-        if transition in NOTIFY:
+            keys=[self.keys.incident(subject), self.keys.incidents_open, self.keys.incident_log(),
+                  self.keys.incident_log(sensor)],
+            args=[int(alarm), votes, now_ms, self.calm_readings, int(self.min_interval_s * 1000), subject,
+                  repr(value), repr(deviation), ",".join(voted), alert.get("kind", "decision"),
+                  self.state_ttl_ms, self.LOG_MAX, self.SENSOR_LOG_MAX])
+        if transition in NOTIFY and self.alerts:
             if int(quiet):
                 metrics.ALERTS.labels(transition, "suppressed").inc()
             else:
@@ -111,6 +170,36 @@ class Incidents:
                 self.client.xadd(self.stream, {"alert": json.dumps(body, sort_keys=True)}, maxlen=10_000, approximate=True)
                 metrics.ALERTS.labels(transition, "queued").inc()
         return transition
+
+    def read(self, count: int, sensor: str | None = None) -> list[dict]:
+        """Incidents newest first, at most `count`: the open ones, then the closed ones from the
+        incident log (of one `sensor` and its edge nodes, when given)."""
+        subjects = sorted(self.client.smembers(self.keys.incidents_open))
+        if sensor is not None:
+            subjects = [s for s in subjects if s.split("/", 1)[0] == sensor]
+        pipe = self.client.pipeline(transaction=False)
+        for subject in subjects:
+            pipe.hgetall(self.keys.incident(subject))
+        found = [_incident(state) for state in pipe.execute() if state.get("open") == "1"]
+        found.sort(key=lambda i: i["start"], reverse=True)
+        closed = self.client.xrevrange(self.keys.incident_log(sensor), count=count)
+        return (found + [_incident(fields) for _, fields in closed])[:count]
+
+
+def _incident(state: dict) -> dict:
+    """One incident as the API shows it, from its Redis hash or its log entry."""
+    subject = state.get("subject", "")
+    seq = state.get("seq", "0")
+    return {
+        "id": state.get("id") or f"{subject}#{seq}", "subject": subject, "sensor": subject.split("/", 1)[0],
+        "kind": state.get("kind", "decision"), "state": "open" if state.get("open") == "1" else "closed",
+        "start": int(state["opened_at"]), "end": int(state["end"]) if "end" in state else None,
+        "last_alarm": int(state.get("last_alarm_at", state["opened_at"])),
+        "alarms": int(state.get("alarms", 0)),
+        "peak": {"value": float(state.get("peak_value", "nan")), "votes": int(state.get("peak_votes", 0)),
+                 "timestamp": int(state.get("peak_at", state["opened_at"]))},
+        "detectors": [d for d in state.get("detectors", "").split(",") if d],
+    }
 
 
 def slack_text(alert: dict) -> str:

@@ -190,3 +190,13 @@ def anomalies():
         raise BadInput("kind must be decision or sensor_fault")
     events = _ext("store").read_events(count, sensor_id(sensor) if sensor is not None else None, kind)
     return respond({"count": len(events), "events": events}, template="anomalies.html")
+
+
+@bp.get("/api/v1/incidents")
+def incidents():
+    """Incidents, newest first: a run of critical verdicts (or of one edge node's exclusions)
+    as one entry with its start, end (None while open), peak and the detectors that voted."""
+    count = parse_int(request.args.get("count"), "count", 50, 1, 1000)
+    sensor = request.args.get("sensor")
+    found = _ext("incidents").read(count, sensor_id(sensor) if sensor is not None else None)
+    return respond({"count": len(found), "incidents": found})

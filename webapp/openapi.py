@@ -62,6 +62,8 @@ SPEC = {
                                                      {"name": "kind", "in": "query",
                                                       "schema": {"enum": ["decision", "sensor_fault"]}}],
                                       "responses": _answers(200, 400, 503)}},
+        "/api/v1/incidents": {"get": {"summary": "Incidents, newest first: start, end, peak, detectors",
+                                      "parameters": [_SENSOR, _COUNT], "responses": _answers(200, 400, 503)}},
         "/api/v1/cluster": {"get": {"summary": "Edge groups, leaders, epochs, nodes, config",
                                     "responses": _answers(200, 503)}},
         "/api/v1/config": {"put": {"summary": "Change the cluster configuration (hot), or one group's", "security": _KEY,

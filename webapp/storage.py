@@ -145,6 +145,22 @@ class Keys:
             return self.series(sensor, "events", kind)
         return f"{self.prefix}events" if kind == "decision" else f"{self.prefix}events:{kind}"
 
+    def incident(self, subject: str) -> str:
+        """The live state of one subject's incidents (a sensor, or ``<group>/<node>``)."""
+        return f"{self.prefix}incident:{subject}"
+
+    @property
+    def incidents_open(self) -> str:
+        return f"{self.prefix}incidents:open"
+
+    def incident_log(self, sensor: str | None = None) -> str:
+        """The capped log of closed incidents: of every sensor, or of one `sensor` (and its nodes)."""
+        return self.series(sensor, "incidents") if sensor is not None else f"{self.prefix}incidents"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}alerts"
+
     def registry(self, kind: str) -> str:
         """The names of one kind of series (``groups`` or ``sensors``), scored by last write."""
         return f"{self.prefix}registry:{kind}"
@@ -247,6 +263,7 @@ class Store:
         labelled = self.client.ts().queryindex([f"ns={self.keys.namespace}", f"sensor={name}"])
         own = [self.keys.series(name, part) for part in ("readings", "level", "writes")]
         events = [self.keys.event_log(kind, name) for kind in ("decision", "sensor_fault")]
+        events += [self.keys.incident_log(name), self.keys.incident(name)]
         return sorted({*labelled, *own, *events, self.keys.group(name, "fence"), self.keys.group(name, "done")})
 
     def _write(self, keys: list[str], args: list) -> list:

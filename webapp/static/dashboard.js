@@ -157,6 +157,20 @@ async function refreshCluster() {
   } catch (error) { unavailable("cluster", "cluster (ZooKeeper)", error); }
 }
 
+async function refreshIncidents() {
+  try {
+    const body = await getJSON("/api/v1/incidents?count=10");
+    if (!body.incidents.length) { $("incidents").replaceChildren(el("p", {}, "no incidents recorded")); return; }
+    $("incidents").replaceChildren(table(["start", "end", "subject", "kind", "peak", "votes", "detectors"],
+      body.incidents.map((i) => [
+        fmtTime(i.start),
+        i.state === "open" ? { text: "open", cls: "verdict-critical" } : fmtTime(i.end),
+        i.subject, i.kind === "decision" ? "critical" : "sensor fault", fmt(i.peak.value),
+        `${i.peak.votes} (${i.alarms} alarms)`, i.detectors.join(", "),
+      ])));
+  } catch (error) { unavailable("incidents", "incidents", error); }
+}
+
 async function refreshAnomalies() {
   try {
     const body = await getJSON("/api/v1/anomalies?count=15");
@@ -188,7 +202,7 @@ async function refreshHealth() {
 
 async function refresh() {
   const sensorsKnown = await refreshSensors();
-  await Promise.all([sensorsKnown ? refreshSensor() : null, refreshCluster(), refreshAnomalies(), refreshHealth()]);
+  await Promise.all([sensorsKnown ? refreshSensor() : null, refreshCluster(), refreshIncidents(), refreshAnomalies(), refreshHealth()]);
   document.body.dataset.loaded = "true";
 }
 
