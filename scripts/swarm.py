@@ -101,10 +101,13 @@ class Engine:
         """The PID of the engine this module started, if it still runs."""
         try:
             pid = int(self.pidfile.read_text().strip())
-            os.kill(pid, 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError):
+        except (FileNotFoundError, ValueError):
             return None
-        return pid
+        try:
+            ours = Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"
+        except FileNotFoundError:
+            return None
+        return pid if ours and alive(pid) else None   # a reused PID is never "ours"
 
     def answers(self) -> bool:
         return self.docker("version", "--format", "{{.Server.Version}}", check=False).returncode == 0
@@ -142,13 +145,20 @@ class Engine:
             info("no engine of ours is running")
             return
         os.kill(pid, signal.SIGTERM)
+        # dockerd removes its PID file before it has finished: wait for the process itself.
         deadline = time.monotonic() + 60
-        while self.pid() is not None and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.3)
-        if self.pid() is not None:
+        if alive(pid):
             info(f"dockerd {pid} still runs after 60 s: SIGKILL")
             os.kill(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
         info(f"engine {pid} stopped")
+        # The default bridge it made stays behind a stopped dockerd; no other engine runs here
+        # to use it (checked), so it goes too.
+        if not subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).stdout.strip():
+            if subprocess.run(["ip", "link", "delete", "docker0"], capture_output=True).returncode == 0:
+                info("bridge docker0 removed")
 
     def swarm_init(self) -> None:
         """A single-node swarm on 127.0.0.1 whose host-mode ports bind 127.0.0.1 only.
@@ -178,6 +188,15 @@ class Engine:
 
     def image_exists(self, name: str) -> bool:
         return self.docker("image", "inspect", name, check=False).returncode == 0
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
 
 
 def apt_install(*packages: str) -> None:
