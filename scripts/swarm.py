@@ -156,7 +156,8 @@ class Engine:
         info(f"engine {pid} stopped")
         # The default bridge it made stays behind a stopped dockerd; no other engine runs here
         # to use it (checked), so it goes too.
-        if not subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).stdout.strip():
+        engines = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
+        if not [other for other in engines if alive(int(other))]:   # ours may linger as a zombie
             if subprocess.run(["ip", "link", "delete", "docker0"], capture_output=True).returncode == 0:
                 info("bridge docker0 removed")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 
 import requests
 
@@ -59,4 +60,7 @@ class SteadyLoad:
         assert not lost, f"acknowledged but not stored: {lost[:10]}"
         assert twice == 0, f"{twice} readings stored twice"
         assert set(stored) == set(self.acked), "stored readings nobody acknowledged"
-        return f"{len(self.acked)} acknowledged, {len(stored)} stored, 0 lost, 0 twice, {len(self.failures)} failed attempts retried"
+        kinds = Counter(kind for _, kind in self.failures)
+        retried = ", ".join(f"{kind} x{n}" for kind, n in sorted(kinds.items())) or "none"
+        return (f"{len(self.acked)} acknowledged, {len(stored)} stored, 0 lost, 0 twice; "
+                f"failed attempts (each retried with its key): {retried}")
