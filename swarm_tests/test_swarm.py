@@ -134,3 +134,23 @@ def test_the_web_image_has_no_tensorflow_and_its_size_is_printed(stack):
     assert probe.stdout.split() == ["None", "True"]
     assert size < 600e6
 
+
+
+def test_prometheus_has_every_web_replica_up(stack):
+    """The stack's real Prometheus finds the five web tasks through tasks.web and scrapes them."""
+    import json
+
+    container = stack.containers("prometheus")[0]
+    web_ips = {stack.inspect(c)["NetworkSettings"]["Networks"][f"{swarm.STACK}_monitoring"]["IPAddress"]
+               for c in stack.containers("web")}
+    deadline = time.monotonic() + 90
+    while True:
+        raw = stack.docker("exec", container, "wget", "-q", "-O", "-", "http://127.0.0.1:9090/api/v1/targets").stdout
+        targets = [t for t in json.loads(raw)["data"]["activeTargets"] if t["labels"]["job"] == "web"]
+        up = {t["labels"]["instance"].rsplit(":", 1)[0] for t in targets if t["health"] == "up"}
+        if up == web_ips or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    print(f"\n    Prometheus web targets up: {sorted(up)}")
+    assert up == web_ips
+    assert len(up) == 5
