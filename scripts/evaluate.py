@@ -122,10 +122,12 @@ def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str
 
 def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, float]], baseline_rows: int | None,
              out: Path, name: str, seed: int = 0, epochs: int = PLAN_EPOCHS,
-             false_alarm_rate: float = FALSE_ALARM_RATE, cache: Path | None = None) -> dict:
+             false_alarm_rate: float = FALSE_ALARM_RATE, cache: Path | None = None,
+             overrides: dict | None = None) -> dict:
     """Fit on the baseline, replay the rest, write verdicts.csv, summary.json and plot.png.
 
-    With `cache`, the trained models are kept there under a key of everything they depend on
+    `overrides` are settings of the panel (``drift_tau``, ``vote_required``) for experiments. With
+    `cache`, the trained models are kept there under a key of everything they depend on
     (the baseline readings, the training plan and the training code), and reused."""
     from webapp.config import Settings
     from webapp.detection import build_panel
@@ -142,7 +144,7 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     with tempfile.TemporaryDirectory(prefix="ag-eval-") as scratch:
         models = trained_models(base, plan, name, Path(scratch), cache)
         settings = Settings(models_dir=str(models), inference_backend="inprocess", window_size=WINDOW,
-                            physical=baseline_limits(times[:n], base, WINDOW))
+                            physical=baseline_limits(times[:n], base, WINDOW), **(overrides or {}))
         panel = build_panel(settings)
         rows = replay(panel, times, values, n, name)
         unload(str(models))
