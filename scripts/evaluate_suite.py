@@ -243,10 +243,10 @@ def plot_groups(groups: dict, field: dict[str, float], path: Path) -> None:
     for k, detector in enumerate(columns):
         heights = [groups[g].get(detector, {}).get("nab_standard") or 0.0 for g in names]
         ax.bar(np.arange(len(names)) + k * width, heights, width, label=detector,
-               color="tab:red" if detector == "vote" else "0.6" if detector == BASELINE else None)
+               color="k" if detector == "vote" else "0.6" if detector == BASELINE else f"C{k}")
     if "nab-real" in names and field:
         i = names.index("nab-real")
-        for label, value in list(field.items())[:4]:
+        for label, value in [(d, v) for d, v in field.items() if d in ("numenta", "earthgeckoSkyline")]:
             ax.hlines(value, i - 0.1, i + 0.9, colors="k", linestyles=":", lw=0.8)
             ax.text(i + 0.9, value, f" {label} {value:g}", fontsize=7, va="center")
     ax.axhline(0, color="k", lw=0.5)

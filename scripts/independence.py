@@ -179,10 +179,10 @@ def plot(found: dict, path: Path) -> None:
         shown = [p for p in points if p[2] > 0]
         curve.plot([p[2] for p in shown], [p[1] for p in shown], ".-", ms=3, lw=0.8, label=d)
     v = found["vote"]
-    curve.plot([v["false_alarms"]], [v["caught"]], "r*", ms=14, label="vote (3 of 4)")
+    curve.plot([v["false_alarms"]], [v["caught"]], "r*", ms=14, label=f"vote ({REQUIRED} of {len(DETECTORS)})")
     if v["best_false_alarms"]:
-        curve.plot([v["best_false_alarms"] / 3], [v["caught"]], "*", ms=14, mfc="none", mec="r",
-                   label="target: ⅓ of the best single at the vote's recall")
+        curve.plot([v["best_false_alarms"] / 2], [v["caught"]], "*", ms=14, mfc="none", mec="r",
+                   label="aim: half the best single's false alarms at the vote's recall")
     curve.set_xscale("log")
     curve.set_xlabel("false-alarm incidents (each detector's threshold ×0.25 … ×4)")
     curve.set_ylabel("labelled windows caught")
