@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from scripts import swarm
 from swarm_tests.load import SteadyLoad
 
@@ -108,3 +110,21 @@ def test_stop_the_model_server_detectors_abstain_without_5xx(stack):
            f"{len(statuses)} /detectar while down: all 201, degraded {sorted(degraded)}; "
            f"full panel {time.monotonic() - restarted:.1f} s after scaling back to 2")
     converged(stack)
+
+
+@pytest.mark.timeout(600)   # five tasks, one at a time, `delay: 10s` between them
+def test_rolling_update_of_web_under_steady_load_fails_no_request(stack):
+    """`docker service update` (start-first, one task at a time) while clients write."""
+    converged(stack)
+    before = set(stack.containers("web"))
+    started = time.monotonic()
+    with SteadyLoad(stack, f"swarm-update-web-{int(time.time())}", rate=4) as load:
+        time.sleep(3)
+        stack.docker("service", "update", "--detach", "--force", f"{swarm.STACK}_web")
+        converged(stack, timeout=400)
+        time.sleep(3)
+    took = time.monotonic() - started
+    assert not before & set(stack.containers("web")), "every web task replaced"
+    detail = load.check_nothing_lost_nothing_twice()
+    report("rolling update of web (--force, start-first)", took, detail)
+    assert not load.failures, load.failures
