@@ -82,8 +82,19 @@ def test_a_detector_votes_only_above_its_recent_peak_and_a_fault_never_raises_it
     fault.append(panel.judge(Window((9.0,), (0,)), peaks=peaks))
     assert [d.verdict for d in fault] == ["critical", "critical"]  # a lasting fault keeps its votes
     assert peaks.bar("autoencoder") == 5.0 and peaks.bar("physical") is None
-    breach = panel.judge(Window((150.0,), (0,)), peaks=RecentPeaks(20, 0, {"physical": 1e9}, {}))
+    breach = panel.judge(Window((150.0,), (0,)), peaks=RecentPeaks(20, 0, {"physical": 1e9}, {}, {"physical": 10}, {}, True))
     assert breach.ballots[0].vote  # the physical rule's limits are absolute
+
+
+def test_with_busy_set_a_rarely_voting_detector_is_trusted_at_its_threshold():
+    """The variant measured in docs/detection.md (busy 0.1): the peak binds only a detector that
+    has voted on at least that share of the recent readings."""
+    peaks = RecentPeaks(span=40, busy=0.1, min_seen=10)
+    for i in range(20):  # the autoencoder votes on every reading, the LSTM on one in twenty
+        peaks = peaks.after({"autoencoder": 3.0, "lstm": 3.0 if i == 0 else 0.5},
+                            {"autoencoder": True, "lstm": i == 0}, critical=False)
+    assert peaks.bar("autoencoder") == 3.0 and peaks.bar("lstm") is None
+    assert RecentPeaks(span=40).after({"lstm": 3.0}, {"lstm": False}, critical=False).bar("lstm") == 3.0  # busy 0
 
 
 def test_judging_reads_the_context_and_keeps_the_peaks_in_redis(redis_client, settings):

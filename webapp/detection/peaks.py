@@ -4,8 +4,8 @@ A threshold calibrated on a short baseline is wrong for a sensor whose normal be
 noisier later: a detector then votes on every window for days (measured on NAB's real series:
 the autoencoder and the forest voting on every reading of a CPU series once its spiky weeks
 began). So a detector other than the physical rule votes only when its score is above its
-calibrated threshold *and* above the highest score it gave over about the last `span`
-readings whose verdict was not critical (HTM's "anomaly likelihood" idea, in its simplest
+calibrated threshold *and* above the highest score it gave over about the last `span` readings
+whose verdict was not critical (with `busy` > 0, only once it has voted on that share of them) (HTM's "anomaly likelihood" idea, in its simplest
 form: unusual for this sensor, lately). Readings judged critical never raise the peak, so a
 fault that lasts keeps its votes until it ends, as the reference level never learns a fault
 (`webapp.detection.drift`).
@@ -21,79 +21,113 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 
 SPAN = 288  # readings: a day at 5-minute steps, about five minutes at 1 Hz
+# A detector must beat its peak once it voted on this share of the recent readings; 0 means
+# always (the default: measured best on nab-real; 0.1 traded nab-real for SKAB, see docs/detection.md).
+BUSY = 0.0
 
 
 @dataclass(frozen=True)
 class RecentPeaks:
-    """The highest scores of each detector over a sensor's recent non-critical readings.
+    """The highest scores of each detector over a sensor's recent non-critical readings, and
+    how often each voted on them. With `busy` > 0 a detector must beat its peak only while it
+    votes on at least that share of them (a rarely voting one is trusted at its threshold); with
+    0 (`BUSY`'s default) always.
 
     Examples
     --------
-    >>> peaks = RecentPeaks(span=4)
-    >>> peaks.bar("lstm") is None
+    >>> peaks = RecentPeaks(span=4, busy=0.5, min_seen=2)
+    >>> peaks = peaks.after({"lstm": 2.0}, {"lstm": True}, critical=False)
+    >>> peaks.bar("lstm") is None  # one reading remembered: too few to judge how busy it is
     True
-    >>> peaks = peaks.after({"lstm": 2.0}, critical=False).after({"lstm": 1.0}, critical=False)
-    >>> peaks.bar("lstm")  # both readings are in the block just filled
+    >>> peaks = peaks.after({"lstm": 1.0}, {"lstm": True}, critical=False)
+    >>> peaks.bar("lstm")  # voting on every reading: it must now beat its peak
     2.0
-    >>> peaks.after({"lstm": 9.0}, critical=True).bar("lstm")  # a critical reading teaches nothing
+    >>> peaks.after({"lstm": 9.0}, {"lstm": True}, critical=True).bar("lstm")  # a critical reading teaches nothing
     2.0
     >>> for _ in range(4):
-    ...     peaks = peaks.after({"lstm": 0.5}, critical=False)
-    >>> peaks.bar("lstm")  # two blocks later the 2.0 is forgotten
-    0.5
+    ...     peaks = peaks.after({"lstm": 0.5}, {"lstm": False}, critical=False)
+    >>> peaks.bar("lstm") is None  # quiet for two blocks: trusted at its threshold again
+    True
     """
 
     span: int = SPAN
     count: int = 0  # readings in the block being filled
     previous: Mapping[str, float] = field(default_factory=dict)
     current: Mapping[str, float] = field(default_factory=dict)
+    previous_votes: Mapping[str, int] = field(default_factory=dict)
+    current_votes: Mapping[str, int] = field(default_factory=dict)
+    filled: bool = False  # whether `previous` is a whole block
+    busy: float = BUSY
+    min_seen: int = 20
 
     def __post_init__(self) -> None:
         if self.span < 2:
             raise ValueError("span must be at least 2 readings")
 
+    @property
+    def seen(self) -> int:
+        """Readings remembered: the block being filled and, once there is one, the block before."""
+        return self.count + (self.span // 2 if self.filled else 0)
+
     def bar(self, name: str) -> float | None:
-        """The score `name` must beat to vote (None: nothing remembered yet)."""
+        """The score `name` must beat to vote (None: it votes at its threshold alone)."""
+        if self.busy > 0:
+            votes = self.previous_votes.get(name, 0) + self.current_votes.get(name, 0)
+            if self.seen < min(self.min_seen, self.span // 2) or votes < self.busy * self.seen:
+                return None
         seen = [p for p in (self.previous.get(name), self.current.get(name)) if p is not None]
         return max(seen) if seen else None
 
-    def after(self, scores: Mapping[str, float], critical: bool) -> RecentPeaks:
-        """The peaks after a reading scored `scores`: unchanged when its verdict was critical."""
+    def after(self, scores: Mapping[str, float], above: Mapping[str, bool], critical: bool) -> RecentPeaks:
+        """The state after a reading scored `scores` (`above`: which were above their
+        threshold): unchanged when its verdict was critical."""
         if critical:
             return self
-        current = dict(self.current)
+        current, votes = dict(self.current), dict(self.current_votes)
         for name, score in scores.items():
             current[name] = max(score, current.get(name, score))
+            votes[name] = votes.get(name, 0) + int(bool(above.get(name)))
         if self.count + 1 >= self.span // 2:
-            return RecentPeaks(self.span, 0, current, {})
-        return RecentPeaks(self.span, self.count + 1, self.previous, current)
+            return replace(self, count=0, previous=current, current={}, previous_votes=votes, current_votes={},
+                           filled=True)
+        return replace(self, count=self.count + 1, current=current, current_votes=votes)
 
     def as_fields(self) -> dict[str, str]:
-        """The state as a Redis hash: ``count``, ``p:<detector>`` and ``c:<detector>``."""
-        fields = {"count": str(self.count)}
-        fields.update({f"p:{k}": repr(float(v)) for k, v in self.previous.items()})
-        fields.update({f"c:{k}": repr(float(v)) for k, v in self.current.items()})
+        """The state as a Redis hash: ``count``, ``filled``, ``p:``/``c:<detector>`` peaks and
+        ``pv:``/``cv:<detector>`` vote counts."""
+        fields = {"count": str(self.count), "filled": str(int(self.filled))}
+        for prefix, values in (("p:", self.previous), ("c:", self.current)):
+            fields.update({f"{prefix}{k}": repr(float(v)) for k, v in values.items()})
+        for prefix, counts in (("pv:", self.previous_votes), ("cv:", self.current_votes)):
+            fields.update({f"{prefix}{k}": str(int(v)) for k, v in counts.items()})
         return fields
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str] | None, span: int = SPAN) -> RecentPeaks:
         """The state read back from `as_fields` (empty or unreadable: nothing remembered).
 
-        >>> RecentPeaks.from_fields(RecentPeaks(8, 3, {"a": 1.5}, {"a": 0.5}).as_fields(), span=8)
-        RecentPeaks(span=8, count=3, previous={'a': 1.5}, current={'a': 0.5})
-        >>> RecentPeaks.from_fields({"count": "x"}, span=8)
-        RecentPeaks(span=8, count=0, previous={}, current={})
+        >>> state = RecentPeaks(8, 3, {"a": 1.5}, {"a": 0.5}, {"a": 2}, {"a": 1}, True)
+        >>> RecentPeaks.from_fields(state.as_fields(), span=8) == state
+        True
+        >>> RecentPeaks.from_fields({"count": "x"}, span=8) == RecentPeaks(8)
+        True
         """
         try:
             fields = dict(fields or {})
-            count = int(fields.pop("count", 0))
-            previous = {k[2:]: float(v) for k, v in fields.items() if k.startswith("p:")}
-            current = {k[2:]: float(v) for k, v in fields.items() if k.startswith("c:")}
+            count = int(fields.get("count", 0))
+            filled = fields.get("filled") == "1"
+            part = {prefix: {k[len(prefix):]: v for k, v in fields.items() if k.startswith(prefix)}
+                    for prefix in ("p:", "c:", "pv:", "cv:")}
+            previous = {k: float(v) for k, v in part["p:"].items()}
+            current = {k: float(v) for k, v in part["c:"].items()}
+            previous_votes = {k: int(v) for k, v in part["pv:"].items()}
+            current_votes = {k: int(v) for k, v in part["cv:"].items()}
         except (TypeError, ValueError):
             return cls(span)
-        return cls(span, min(max(count, 0), span // 2 - 1), previous, current)
+        return cls(span, min(max(count, 0), span // 2 - 1), previous, current, previous_votes, current_votes, filled)
 
 
 def adaptive(names: Iterable[str]) -> frozenset[str]:

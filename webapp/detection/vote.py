@@ -175,8 +175,10 @@ class Panel:
 
     def remember(self, peaks: RecentPeaks | None, decision: Decision) -> RecentPeaks:
         """The detectors' recent peaks after `decision` (unchanged when it was critical)."""
-        scores = {b.detector: b.score for b in decision.ballots if b.score is not None and b.detector in self.adaptive}
-        return (peaks or RecentPeaks(self.span)).after(scores, decision.anomaly)
+        scored = [b for b in decision.ballots if b.score is not None and b.detector in self.adaptive]
+        return (peaks or RecentPeaks(self.span)).after({b.detector: b.score for b in scored},
+                                                       {b.detector: b.score > b.threshold for b in scored},
+                                                       decision.anomaly)
 
     def _decide(self, ballots: list[Ballot], level: float | None) -> Decision:
         decision = decide(ballots, self.required)
