@@ -543,7 +543,7 @@ def test_redis_and_sentinel_files_run_on_real_redis_stack(tmp_path):
         assert master.config_get("min-replicas-to-write")["min-replicas-to-write"] == "1"
 
         master.execute_command("TS.ADD", "t:deploy", 1000, 21.5)
-        wait_until(lambda: replica.execute_command("TS.GET", "t:deploy"), 10, "sample replicated")
+        wait_until(lambda: replica.exists("t:deploy") and replica.execute_command("TS.GET", "t:deploy"), 10, "sample replicated")
 
         health = files.env(paths, tmp_path, AEROGUARD_REDIS_PORT=str(master_port))
         assert subprocess.run(entrypoint + ["health", "server"], env=health, timeout=10).returncode == 0

@@ -35,7 +35,10 @@ def test_no_operation_answers_5xx(settings, zk_hosts, test_id, zk):
                        database=None)
             def check(case):
                 response = case.call(headers={"X-API-Key": "k1"})
-                seen.setdefault(operation.label, set()).add(response.status_code)
+                # A 403 for a name the other kind of writer owns (a sensor name /nuevo used earlier
+                # in this run, reused as a group) passed validation: counted apart from key refusals.
+                taken = response.status_code == 403 and "is the name of a series" in response.text
+                seen.setdefault(operation.label, set()).add("name taken" if taken else response.status_code)
                 assert response.status_code < 500, (case.method, case.path, case.query, case.body, response.text[:300])
 
             check()

@@ -261,7 +261,7 @@ class Store:
     def _keys_of(self, name: str) -> list[str]:
         """Every key of one series: its labelled TimeSeries (found by label) and the rest."""
         labelled = self.client.ts().queryindex([f"ns={self.keys.namespace}", f"sensor={name}"])
-        own = [self.keys.series(name, part) for part in ("readings", "level", "writes")]
+        own = [self.keys.series(name, part) for part in ("readings", "level", "peaks", "writes")]
         events = [self.keys.event_log(kind, name) for kind in ("decision", "sensor_fault")]
         events += [self.keys.incident_log(name), self.keys.incident(name)]
         return sorted({*labelled, *own, *events, self.keys.group(name, "fence"), self.keys.group(name, "done")})
