@@ -128,3 +128,32 @@ def test_rolling_update_of_web_under_steady_load_fails_no_request(stack):
     detail = load.check_nothing_lost_nothing_twice()
     report("rolling update of web (--force, start-first)", took, detail)
     assert not load.failures, load.failures
+
+
+def redis_master(stack) -> str:
+    """The master's announced name as the Sentinels see it (e.g. "redis-1")."""
+    sentinel = stack.containers("redis-sentinel-1")[0]
+    out = stack.docker("exec", sentinel, "sh", "-c",
+                       "REDISCLI_AUTH=$(cat /run/secrets/redis_password) /opt/redis-stack/bin/redis-cli "
+                       "-p 26379 SENTINEL get-master-addr-by-name aeroguard").stdout.split()
+    return out[0]
+
+
+@pytest.mark.timeout(300)
+def test_kill_the_redis_masters_task_under_steady_load(stack):
+    converged(stack)
+    master = redis_master(stack)
+    with SteadyLoad(stack, f"swarm-fault-redis-{int(time.time())}") as load:
+        time.sleep(5)
+        killed_at = time.monotonic()
+        stack.docker("kill", "--signal", "KILL", stack.containers(master)[0])
+        promoted = wait_for(lambda: redis_master(stack) != master, 60, "Sentinel promoting the replica")
+        # Writes resume: no failed attempt for 5 s.
+        wait_for(lambda: time.monotonic() - max((t for t, _ in load.failures), default=killed_at) > 5,
+                 90, "writes resuming")
+        converged(stack)
+    resumed = max((t - killed_at for t, _ in load.failures if t >= killed_at), default=0.0)
+    detail = load.check_nothing_lost_nothing_twice()
+    report("kill -9 the Redis master's task", resumed,
+           f"{master} -> {redis_master(stack)} promoted by Sentinel after {promoted:.1f} s; "
+           f"last failed write {resumed:.1f} s after the kill; {detail}")
