@@ -258,7 +258,10 @@ class StoreState:
         self.prefix = prefix
 
     def take(self) -> dict[str, object]:
-        keys = sorted(self.client.scan_iter(match=f"{self.prefix}*", count=1000))
+        # Not the write-id sets (`<prefix>s:<sensor>:writes`): they expire IDEMPOTENCY_WINDOW_S
+        # after their last write by design, so one may vanish while any request is answered.
+        keys = sorted(k for k in self.client.scan_iter(match=f"{self.prefix}*", count=1000)
+                      if not k.endswith(":writes"))
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.type(key)
