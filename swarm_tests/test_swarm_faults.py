@@ -5,6 +5,7 @@ Each test leaves the stack converged again (it waits, as `make swarm-up` does).
 """
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -157,3 +158,108 @@ def test_kill_the_redis_masters_task_under_steady_load(stack):
     report("kill -9 the Redis master's task", resumed,
            f"{master} -> {redis_master(stack)} promoted by Sentinel after {promoted:.1f} s; "
            f"last failed write {resumed:.1f} s after the kill; {detail}")
+
+
+# --- ZooKeeper -----------------------------------------------------------------------------
+
+ZK_SERVICES = ("zk1", "zk2", "zk3")
+# The stack's healthcheck speaks the four-letter words the same way (no nc in the image).
+SRVR = "exec 3<>/dev/tcp/127.0.0.1/2181 && printf srvr >&3 && cat <&3"
+
+
+def zk_mode(stack, service: str) -> str | None:
+    """`leader`, `follower`, or None (no task, or not serving: e.g. looking for a quorum)."""
+    for container in stack.containers(service):
+        out = stack.docker("exec", container, "bash", "-c", SRVR, check=False).stdout
+        match = re.search(r"^Mode: (\w+)", out, re.MULTILINE)
+        if match:
+            return match.group(1)
+    return None
+
+
+def zk_leader(stack) -> str | None:
+    return next((s for s in ZK_SERVICES if zk_mode(stack, s) == "leader"), None)
+
+
+def redis_cli(stack, *args: str) -> list[str]:
+    """`redis-cli ARGS` on the current master, one line per value."""
+    master = stack.containers(redis_master(stack))[0]
+    return stack.docker("exec", master, "sh", "-c",
+                        'REDISCLI_AUTH=$(cat /run/secrets/redis_password) exec /opt/redis-stack/bin/redis-cli "$@"',
+                        "sh", *args).stdout.split()
+
+
+def stored_rounds(stack, group: str, since_ms: int) -> list[tuple[int, int, int]]:
+    """(timestamp, epoch, round) of every aggregate of `group` stored from `since_ms`, by time:
+    the members of the web tier's ``group:epoch:round`` idempotency set (webapp/storage.py)."""
+    flat = redis_cli(stack, "ZRANGEBYSCORE", f"ag:g:{group}:done", str(since_ms), "+inf", "WITHSCORES")
+    pairs = zip(flat[::2], flat[1::2])
+    return [(int(float(ts)), *map(int, member.split(":"))) for member, ts in pairs]
+
+
+def aborted_rounds(stack, since: str) -> set[int]:
+    """Rounds an edge leader logged as aborted (trigger issued, then the ZooKeeper connection
+    was suspended before the round closed: never fused, never sent, edge/node.py)."""
+    logs = stack.docker("service", "logs", "--raw", "--since", since, f"{swarm.STACK}_edge")
+    return {int(n) for n in re.findall(r"round (\d+) aborted", logs.stdout + logs.stderr)}
+
+
+@pytest.mark.timeout(300)
+def test_kill_the_zookeeper_leaders_task_under_steady_load(stack):
+    """kill -9 the ZooKeeper leader while clients write and the edge group runs rounds."""
+    converged(stack)
+    group = "boiler-1"
+    leader = zk_leader(stack)
+    assert leader, "no ZooKeeper server says `Mode: leader`"
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
+    start_ms = int(time.time() * 1000)
+    cluster = stack.get("/api/v1/cluster").json()["groups"][group]
+    with SteadyLoad(stack, f"swarm-fault-zk-{int(time.time())}") as load:
+        time.sleep(5)
+        assert stored_rounds(stack, group, start_ms), "the edge group stores no rounds before the fault"
+        killed_at_ms = int(time.time() * 1000)
+        killed_at = time.monotonic()
+        stack.docker("kill", "--signal", "KILL", stack.containers(leader)[0])
+        new_leader = None
+
+        def elected() -> bool:
+            nonlocal new_leader
+            new_leader = next((s for s in ZK_SERVICES if s != leader and zk_mode(stack, s) == "leader"), None)
+            return new_leader is not None
+
+        election = wait_for(elected, 60, "a new ZooKeeper leader among the two left", interval=0.2)
+
+        def new_round_judged() -> bool:
+            recent = stack.get(f"/api/v1/sensors/{group}?count=20").json().get("recent", [])
+            return any(r["timestamp"] > killed_at_ms and r.get("verdict") is not None for r in recent)
+
+        recovery = election + wait_for(new_round_judged, 90, "a round issued after the kill stored and judged",
+                                       interval=0.2)
+        time.sleep(5)
+    converged(stack)   # the killed server is back, as a follower
+    detail = load.check_nothing_lost_nothing_twice()
+
+    rounds = stored_rounds(stack, group, start_ms)
+    after = [r for r in rounds if r[0] > killed_at_ms]
+    assert after, "no round stored after the kill"
+    numbers = [n for _, _, n in rounds]
+    assert len(numbers) == len(set(numbers)), f"a round stored twice: {numbers}"
+    assert numbers == sorted(numbers), f"rounds stored out of order: {numbers}"
+    stamps = [ts for ts, _, _ in rounds]
+    assert len(stamps) == len(set(stamps)), "two rounds with one timestamp"
+    # None skipped: every round number from the first to the last is stored, but the ones a
+    # leader aborted because its ZooKeeper connection was suspended mid-round.
+    aborted = aborted_rounds(stack, since)
+    missing = set(range(numbers[0], numbers[-1] + 1)) - set(numbers)
+    assert missing <= aborted, f"rounds neither stored nor aborted: {sorted(missing - aborted)}"
+    recent = stack.get(f"/api/v1/sensors/{group}?count=300").json()["recent"]
+    unjudged = [r["timestamp"] for r in recent if r["timestamp"] >= start_ms and r.get("verdict") is None]
+    assert not unjudged, f"rounds stored without a verdict: {unjudged}"
+    now = stack.get("/api/v1/cluster").json()["groups"][group]
+    epochs = sorted({e for _, e, _ in rounds})
+    gap = min(t for t in stamps if t > killed_at_ms) - max((t for t in stamps if t <= killed_at_ms), default=start_ms)
+    report("kill -9 the ZooKeeper leader's task", recovery,
+           f"{leader} -> {new_leader} elected after {election:.1f} s; edge leader {cluster['leader']} -> "
+           f"{now['leader']} (epochs {epochs}); rounds {numbers[0]}..{numbers[-1]}: {len(numbers)} stored, "
+           f"0 twice, aborted mid-round {sorted(aborted & missing) or 'none'}, 0 otherwise missing, all judged; "
+           f"gap in the series across the kill {gap / 1000:.1f} s; /nuevo load: {detail}")
