@@ -20,15 +20,15 @@ from typing import Sequence
 
 import redis
 
-from scripts.servers import LOOPBACK
-from scripts.servers import RedisOptions
-from scripts.servers import RedisServer
-from scripts.servers import ServerError
-from scripts.servers import ServerProcess
-from scripts.servers import find_redis
-from scripts.servers import free_ports
-from scripts.servers import redis_command
-from scripts.servers import wait_until
+from harness.process import LOOPBACK
+from harness.process import ServerError
+from harness.process import ServerProcess
+from harness.process import free_ports
+from harness.process import wait_until
+from harness.redis_server import RedisOptions
+from harness.redis_server import RedisServer
+from harness.redis_server import find_redis
+from harness.redis_server import redis_command
 
 
 @dataclasses.dataclass(frozen=True)

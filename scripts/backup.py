@@ -23,15 +23,15 @@ from typing import Sequence
 
 import redis
 
-from scripts.servers import ROOT
-from scripts.servers import ServerError
-from scripts.servers import find_redis
-from scripts.servers import stop_pid
-from scripts.stack import RedisSentinelService
-from scripts.stack import StackConfig
-from scripts.stack import load_stack
-from scripts.stack import record_alive
-from scripts.stack import redis_service
+from harness.process import ROOT
+from harness.process import ServerError
+from harness.process import stop_pid
+from harness.redis_server import find_redis
+from harness.stack.config import StackConfig
+from harness.stack.launcher import load_stack
+from harness.stack.launcher import record_alive
+from harness.stack.services import RedisSentinelService
+from harness.stack.services import redis_service
 
 BACKUP_DIR = ROOT / "backups"
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from scripts.servers import find_redis
-from scripts.servers import free_ports
-from scripts.stack import StackConfig
-from scripts.stack import start_services
-from scripts.stack import stop_services
+from harness.process import free_ports
+from harness.redis_server import find_redis
+from harness.stack.config import StackConfig
+from harness.stack.launcher import start_services
+from harness.stack.launcher import stop_services
 from webapp.config import Settings
 from webapp.storage import Store
 

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from scripts.servers import RedisServer
-from scripts.servers import free_port
+from harness.process import free_port
+from harness.redis_server import RedisServer
 
 
 def fill(store, events: int, rare_every: int) -> None:

@@ -17,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness.process import free_ports
+from harness.process import wait_until
+from harness.redis_server import RedisServer
 from scripts.bench import paced
-from scripts.servers import RedisServer
-from scripts.servers import free_ports
-from scripts.servers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "bench"

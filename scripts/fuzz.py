@@ -377,9 +377,9 @@ def invented_labels(host: str, port: int, invented: set[str]) -> list[str]:
 def start_stack(state_dir: Path, workers: int) -> tuple[list, dict[str, str], int]:
     """A private stack on free ports (no edge nodes: their aggregates would change Redis between
     a rejected request and the check), its web tier with ``MAX_SENSORS=FLOOD_MAX_SENSORS``."""
-    from scripts.servers import free_ports
-    from scripts.stack import StackConfig
-    from scripts.stack import start_services
+    from harness.process import free_ports
+    from harness.stack.config import StackConfig
+    from harness.stack.launcher import start_services
 
     ports = free_ports(11)
     config = StackConfig(state_dir=state_dir, zk_ports=tuple(ports[0:3]), zk_peer_ports=tuple(ports[3:6]),
@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             zk.stop()
             zk.close()
         if services:
-            from scripts.stack import stop_services
+            from harness.stack.launcher import stop_services
             stop_services(services)
             if report is not None and not report.violations:
                 shutil.rmtree(state_dir, ignore_errors=True)

@@ -26,13 +26,13 @@ from typing import Sequence
 import numpy as np
 import redis
 
-from scripts.servers import ROOT
-from scripts.servers import free_ports
-from scripts.servers import zk_command
-from scripts.stack import SERVICES
-from scripts.stack import StackConfig
-from scripts.stack import start_services
-from scripts.stack import stop_services
+from harness.process import ROOT
+from harness.process import free_ports
+from harness.stack.config import StackConfig
+from harness.stack.launcher import start_services
+from harness.stack.launcher import stop_services
+from harness.stack.services import SERVICES
+from harness.zookeeper import zk_command
 
 OUT_DIR = ROOT / "out" / "soak"
 SAMPLE_EVERY_S = 10.0

@@ -293,6 +293,8 @@ def standin_context() -> Path:
         "webapp": ROOT / "webapp",
         "scripts/__init__.py": ROOT / "scripts/__init__.py",
         "scripts/tfserving_standin.py": ROOT / "scripts/tfserving_standin.py",
+        "harness/__init__.py": ROOT / "harness/__init__.py",
+        "harness/tfserving_standin.py": ROOT / "harness/tfserving_standin.py",
         "models": ROOT / "serving/models",
     })
 

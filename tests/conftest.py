@@ -1,7 +1,7 @@
 """Shared fixtures: real servers on free loopback ports, one namespace per test; app fixtures.
 
 Servers part: a 3-node ZooKeeper ensemble (tickTime 500 ms) and one redis-server with
-RedisTimeSeries are started once per session through ``scripts.servers`` (never the
+RedisTimeSeries are started once per session through `harness` (never the
 ``make up`` instance). Each test gets its own ZooKeeper chroot ``/t-<id>`` and Redis key
 prefix ``t:<id>:`` (use ``test=<id>`` as a TimeSeries label: label filters cross prefixes).
 A server that cannot start fails every test that needs it with a message naming what is
@@ -19,14 +19,14 @@ import redis
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
-from scripts.redis_topology import RedisSentinelSet
-from scripts.redis_topology import SentinelOptions
-from scripts.servers import RedisOptions
-from scripts.servers import RedisServer
-from scripts.servers import ServerError
-from scripts.servers import ZooKeeperEnsemble
-from scripts.servers import free_port
-from scripts.servers import free_ports
+from harness.process import ServerError
+from harness.process import free_port
+from harness.process import free_ports
+from harness.redis_server import RedisOptions
+from harness.redis_server import RedisServer
+from harness.redis_topology import RedisSentinelSet
+from harness.redis_topology import SentinelOptions
+from harness.zookeeper import ZooKeeperEnsemble
 
 ZK_TICK_MS = 500
 ZK_SESSION_TIMEOUT_S = 4.0
@@ -184,9 +184,9 @@ def make_sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The whole local stack (`make up`'s services: ZooKeeper ×3, Redis, web under gunicorn,
     edge group ``boiler-1`` of three nodes) on free ports; yields its exports (``WEB_URL``, …)."""
-    from scripts.stack import StackConfig
-    from scripts.stack import start_services
-    from scripts.stack import stop_services
+    from harness.stack.config import StackConfig
+    from harness.stack.launcher import start_services
+    from harness.stack.launcher import stop_services
 
     ports = free_ports(11)
     config = StackConfig(state_dir=tmp_path_factory.mktemp("stack"), zk_ports=tuple(ports[0:3]),

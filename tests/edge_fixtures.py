@@ -23,16 +23,16 @@ import pytest
 
 from edge.schema import SchemaError
 from edge.schema import validate_aggregate
-from scripts.faultkit import BlackHoleProxy  # noqa: F401 (re-exported for the tests)
-from scripts.faultkit import EdgeProcess
-from scripts.faultkit import Stored
-from scripts.faultkit import Verdict  # noqa: F401
-from scripts.faultkit import all_events
-from scripts.faultkit import check_invariants  # noqa: F401
-from scripts.faultkit import leader_of  # noqa: F401
-from scripts.faultkit import set_config
-from scripts.servers import free_port
-from scripts.servers import wait_until
+from harness.faults.edge_process import EdgeProcess
+from harness.faults.event_logs import Stored
+from harness.faults.event_logs import all_events
+from harness.faults.invariants import Verdict  # noqa: F401
+from harness.faults.invariants import check_invariants  # noqa: F401
+from harness.faults.proxy import BlackHoleProxy  # noqa: F401 (re-exported for the tests)
+from harness.faults.znodes import leader_of  # noqa: F401
+from harness.faults.znodes import set_config
+from harness.process import free_port
+from harness.process import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

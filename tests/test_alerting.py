@@ -9,8 +9,8 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from scripts.servers import free_port
-from scripts.servers import wait_until
+from harness.process import free_port
+from harness.process import wait_until
 from webapp import create_app
 from webapp import shutdown
 from webapp.alerting import Incidents

@@ -22,8 +22,8 @@ from edge.config import EdgeSettings
 from edge.events import EventLog
 from edge.node import EdgeNode
 from edge.sources import build_source
-from scripts.servers import free_port
-from scripts.servers import wait_until
+from harness.process import free_port
+from harness.process import wait_until
 from webapp import create_app
 from webapp import shutdown
 from webapp.config import Settings

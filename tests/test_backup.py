@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from scripts.servers import ROOT
-from scripts.servers import free_ports
-from scripts.servers import pid_alive
+from harness.process import ROOT
+from harness.process import free_ports
+from harness.process import pid_alive
 
 SAMPLES = 200
 
@@ -50,9 +50,9 @@ def stack_env(request, tmp_path: Path):
 
 
 def master_client(env: dict[str, str]) -> redis.Redis:
+    from harness.stack.config import StackConfig
     from scripts.backup import master_port
     from scripts.backup import stack_redis_config
-    from scripts.stack import StackConfig
     config = StackConfig.from_env(env)
     stack = json.loads(config.stack_file.read_text())
     return redis.Redis(port=master_port(stack_redis_config(config, stack)), decode_responses=True)

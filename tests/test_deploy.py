@@ -21,10 +21,10 @@ import pytest
 import redis
 import yaml
 
-from scripts.servers import find_redis
-from scripts.servers import free_ports
-from scripts.servers import stop_pid
-from scripts.servers import wait_until
+from harness.process import free_ports
+from harness.process import stop_pid
+from harness.process import wait_until
+from harness.redis_server import find_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_FILE = ROOT / "docker-stack.yml"
@@ -763,8 +763,8 @@ def test_web_tier_asks_tf_serving_over_grpc(stack):
 
 def test_tf_serving_healthcheck_passes_on_the_rest_api_and_fails_without_it(stack):
     """The healthcheck's own bash line, aimed at the protocol-faithful stand-in's REST port."""
-    from scripts.tfserving_standin import Registry
-    from scripts.tfserving_standin import StandIn
+    from harness.tfserving_standin import Registry
+    from harness.tfserving_standin import StandIn
 
     kind, *argv = stack["services"]["tf-serving"]["healthcheck"]["test"]
     assert kind == "CMD" and argv[:2] == ["bash", "-c"]

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from scripts.faultkit import DeliveryLog
-from scripts.faultkit import EventTail
-from scripts.servers import ROOT
-from scripts.servers import free_ports
-from scripts.servers import pid_alive
-from scripts.stack import record_alive
+from harness.faults.event_logs import DeliveryLog
+from harness.faults.event_logs import EventTail
+from harness.process import ROOT
+from harness.process import free_ports
+from harness.process import pid_alive
+from harness.stack.launcher import record_alive
 
 
 @pytest.fixture

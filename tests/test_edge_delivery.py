@@ -9,8 +9,8 @@ from edge.delivery import Delivery
 from edge.delivery import Spool
 from edge.hotconfig import merge
 from edge.schema import aggregate
-from scripts.servers import free_port
-from scripts.servers import wait_until
+from harness.process import free_port
+from harness.process import wait_until
 from tests.edge_fixtures import Receiver
 
 

@@ -9,7 +9,7 @@ from edge.hotconfig import ConfigError
 from edge.hotconfig import HotConfig
 from edge.hotconfig import merge
 from edge.hotconfig import parse_document
-from scripts.servers import wait_until
+from harness.process import wait_until
 from webapp.cluster import validate_config
 from webapp.errors import BadInput
 

@@ -13,13 +13,13 @@ import pytest
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
+from harness.process import LOOPBACK
+from harness.process import wait_until
 from scripts.fuzz import FENCED_EPOCH
 from scripts.fuzz import FENCED_GROUP
 from scripts.fuzz import Generator
 from scripts.fuzz import StoreState
 from scripts.fuzz import fuzz
-from scripts.servers import LOOPBACK
-from scripts.servers import wait_until
 from webapp import create_app
 
 

@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from conftest import snapshot
-from scripts.servers import RedisOptions
-from scripts.servers import wait_until
+from harness.process import wait_until
+from harness.redis_server import RedisOptions
 from webapp import create_app
 from webapp import shutdown
 from webapp.storage import Store
@@ -302,8 +302,8 @@ def test_a_poisoned_epoch_leaves_a_running_group_storing_rounds(local_stack):
 def test_every_redis_the_project_starts_is_bounded_below_its_memory_limit():
     import yaml
 
-    from scripts.redis_topology import BOUNDED
-    from scripts.servers import ROOT
+    from harness.process import ROOT
+    from harness.redis_topology import BOUNDED
 
     assert BOUNDED[BOUNDED.index("--maxmemory-policy") + 1] == "noeviction"
     conf = dict(line.split(None, 1) for line in (ROOT / "redis/redis.conf").read_text().splitlines()

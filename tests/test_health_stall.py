@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.servers import LOOPBACK
-from scripts.servers import ROOT
-from scripts.servers import ServerProcess
-from scripts.servers import free_port
-from scripts.servers import wait_until
+from harness.process import LOOPBACK
+from harness.process import ROOT
+from harness.process import ServerProcess
+from harness.process import free_port
+from harness.process import wait_until
 
 STALL_S = 8.0
 CLIENTS = 24  # three times the 2 workers x 4 threads

@@ -15,9 +15,9 @@ import pytest
 import requests
 from google.protobuf import text_format
 
-from scripts.servers import free_port
-from scripts.tfserving_standin import Registry
-from scripts.tfserving_standin import StandIn
+from harness.process import free_port
+from harness.tfserving_standin import Registry
+from harness.tfserving_standin import StandIn
 from webapp.config import Settings
 from webapp.detection import build_panel
 from webapp.detection.base import Window

@@ -22,9 +22,9 @@ import redis
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
-from scripts.redis_topology import RedisSentinelSet
-from scripts.servers import LOOPBACK
-from scripts.servers import wait_until
+from harness.process import LOOPBACK
+from harness.process import wait_until
+from harness.redis_topology import RedisSentinelSet
 from webapp import create_app
 
 GROUPS = 4

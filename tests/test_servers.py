@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.servers import RedisServer
-from scripts.servers import ServerNotInstalled
-from scripts.servers import ZooKeeperEnsemble
-from scripts.servers import free_port
-from scripts.servers import pid_alive
-from scripts.servers import wait_until
+from harness.process import ServerNotInstalled
+from harness.process import free_port
+from harness.process import pid_alive
+from harness.process import wait_until
+from harness.redis_server import RedisServer
+from harness.zookeeper import ZooKeeperEnsemble
 
 
 def modes(ensemble: ZooKeeperEnsemble) -> list[str | None]:
@@ -72,6 +72,6 @@ def test_redis_stop_is_by_pid(tmp_path):
 
 
 def test_missing_install_names_what_is_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr("scripts.servers.ZK_JAVA_DIR", tmp_path)
+    monkeypatch.setattr("harness.zookeeper.ZK_JAVA_DIR", tmp_path)
     with pytest.raises(ServerNotInstalled, match="zookeeper jars not found.*make setup"):
         ZooKeeperEnsemble(tmp_path, [free_port()]).start()

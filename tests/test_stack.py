@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from scripts.servers import ROOT
-from scripts.servers import free_ports
-from scripts.servers import pid_alive
-from scripts.servers import wait_until
-from scripts.stack import CommandService
-from scripts.stack import ServiceGroup
+from harness.process import ROOT
+from harness.process import free_ports
+from harness.process import pid_alive
+from harness.process import wait_until
+from harness.stack.services import CommandService
+from harness.stack.services import ServiceGroup
 
 ALL_SERVICES = ["zookeeper-1", "zookeeper-2", "zookeeper-3", "redis", "web", "edge-1", "edge-2", "edge-3"]
 

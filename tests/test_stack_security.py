@@ -29,10 +29,10 @@ import pytest
 import redis
 import yaml
 
-from scripts.servers import find_redis
-from scripts.servers import free_ports
-from scripts.servers import stop_pid
-from scripts.servers import wait_until
+from harness.process import free_ports
+from harness.process import stop_pid
+from harness.process import wait_until
+from harness.redis_server import find_redis
 from tests.test_deploy import RedisFiles
 from tests.test_deploy import _environment
 from tests.test_deploy import _names

@@ -7,12 +7,12 @@ import threading
 import pytest
 import redis
 
-from scripts.servers import RedisOptions
-from scripts.servers import wait_until
+from harness.process import wait_until
+from harness.redis_server import RedisOptions
 from webapp import create_app
-from webapp.errors import StoreUnavailable
 from webapp.detection.vote import Ballot
 from webapp.detection.vote import decide
+from webapp.errors import StoreUnavailable
 from webapp.storage import DAY_MS
 from webapp.storage import Store
 

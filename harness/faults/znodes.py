@@ -1,0 +1,26 @@
+"""The znodes a drill or a fault test reads and writes: a group's term (`leader_of`), the config."""
+from __future__ import annotations
+
+import json
+
+
+def leader_of(zk, group: str, root: str = "/aeroguard") -> tuple[str, int] | None:
+    """``(node_id, epoch)`` of the group's current term from its epoch znode, or None."""
+    from kazoo.exceptions import KazooException
+
+    try:
+        data, _ = zk.get(f"{root}/groups/{group}/epoch")
+        doc = json.loads(data)
+        return doc["leader"], doc["epoch"]
+    except (KazooException, ValueError, KeyError, TypeError):
+        return None
+
+
+def set_config(zk, doc: dict | str, root: str = "/aeroguard", group: str | None = None) -> None:
+    """Write the cluster (or a group's) config znode; `doc` may be raw text (to test bad JSON)."""
+    path = f"{root}/groups/{group}/config" if group else f"{root}/config"
+    data = (doc if isinstance(doc, str) else json.dumps(doc)).encode()
+    if zk.exists(path):
+        zk.set(path, data)
+    else:
+        zk.create(path, data, makepath=True)
