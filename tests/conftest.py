@@ -199,13 +199,24 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 
 # ---------------------------------------------------------------------------------------
-# app fixtures: see below (`app`, `client`, `runner`: create_app(test settings) aimed at
-# the servers above). Everything above this block is self-contained.
+# app fixtures: see below (`app`, `client`: create_app(test settings) aimed at the servers
+# above; `receiver`: the edge tests' stand-in web tier). Everything above this block is
+# self-contained.
 # ---------------------------------------------------------------------------------------
 
+from tests.edge_fixtures import Receiver  # noqa: E402
 from webapp import create_app  # noqa: E402  (app fixtures below need the servers above)
 from webapp import shutdown  # noqa: E402
 from webapp.config import Settings  # noqa: E402
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """The edge tests' stand-in web tier (`tests.edge_fixtures.Receiver`) on a free loopback
+    port, recording every aggregate; stopped after the test."""
+    receiver = Receiver().start()
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture

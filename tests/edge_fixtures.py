@@ -1,12 +1,11 @@
-"""Tools for the edge tests: a stand-in web tier, edge processes, a black-hole proxy, a checker.
+"""Helpers of the edge tests: a stand-in web tier and a group of edge processes.
 
 `Receiver` answers ``POST /api/v1/readings`` with the web tier's contract (201 stored, 200
 duplicate by ``group:epoch:round``, 409 for an epoch older than the newest accepted, 400
-for bad input) and records what it accepted; it can be slowed down or taken down. The real
-web tier is used end to end in ``test_cluster_api.py``.
-`EdgeProcess` runs ``python -m edge`` with an event log. `BlackHoleProxy` forwards a TCP
-port until told to swallow traffic (a network partition without root). `check_invariants`
-verifies RELIABILITY.md's I1–I6 over a receiver's log and the nodes' event logs.
+for bad input) and records what it accepted; it can be slowed down or taken down (the
+``receiver`` fixture in conftest.py starts one). The real web tier is used end to end in
+``test_cluster_api.py``. `EdgeGroup` runs ``python -m edge`` nodes (`harness.faults.edge_process`)
+delivering to it. The black-hole proxy and the invariant checker are in `harness.faults`.
 """
 from __future__ import annotations
 
@@ -19,17 +18,12 @@ from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 from edge.schema import SchemaError
 from edge.schema import validate_aggregate
 from harness.faults.edge_process import EdgeProcess
 from harness.faults.event_logs import Stored
 from harness.faults.event_logs import all_events
-from harness.faults.invariants import Verdict  # noqa: F401
-from harness.faults.invariants import check_invariants  # noqa: F401
-from harness.faults.proxy import BlackHoleProxy  # noqa: F401 (re-exported for the tests)
-from harness.faults.znodes import leader_of  # noqa: F401
+from harness.faults.znodes import leader_of
 from harness.faults.znodes import set_config
 from harness.process import free_port
 from harness.process import wait_until
@@ -125,14 +119,6 @@ class Receiver:
     def epochs(self) -> list[int]:
         with self._lock:
             return [s.doc["epoch"] for s in self.stored]
-
-
-@pytest.fixture
-def receiver():
-    """A stand-in web tier on a free loopback port, recording every aggregate (stopped after)."""
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
 
 
 def expire_session(hosts: str, client_id: tuple[int, bytes]) -> None:

@@ -12,13 +12,12 @@ import time
 
 import pytest
 
+from harness.faults.invariants import check_invariants
+from harness.faults.proxy import BlackHoleProxy
+from harness.faults.znodes import set_config
 from harness.process import wait_until
-from tests.edge_fixtures import BlackHoleProxy
 from tests.edge_fixtures import EdgeGroup
 from tests.edge_fixtures import Receiver
-from tests.edge_fixtures import check_invariants
-from tests.edge_fixtures import receiver  # noqa: F401 (a fixture)
-from tests.edge_fixtures import set_config
 from tests.edge_fixtures import wait_rounds
 
 pytestmark = pytest.mark.slow

@@ -12,11 +12,10 @@ from edge.events import EventLog
 from edge.node import EdgeNode
 from edge.schema import Reading
 from edge.sources import build_source
+from harness.faults.invariants import check_invariants
+from harness.faults.znodes import leader_of
 from harness.process import wait_until
-from tests.edge_fixtures import check_invariants
 from tests.edge_fixtures import expire_session
-from tests.edge_fixtures import leader_of
-from tests.edge_fixtures import receiver  # noqa: F401 (a fixture)
 from tests.edge_fixtures import wait_rounds
 
 PERIOD_S = 0.3
