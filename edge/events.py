@@ -1,7 +1,7 @@
 """A JSON-lines log of what a node did (triggers, readings, deliveries), for fault checks.
 
-Drills and fault tests give each node ``--event-log PATH``; `scripts/drill.py` and the
-invariant checker in the tests read the files back. Without a path, nothing is written.
+Drills and fault tests give each node ``--event-log PATH``; the drill (`harness/drill/`) and
+the invariant checker (`harness/faults/invariants.py`) read the files back. Without a path, nothing is written.
 """
 from __future__ import annotations
 
