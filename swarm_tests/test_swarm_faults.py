@@ -263,3 +263,77 @@ def test_kill_the_zookeeper_leaders_task_under_steady_load(stack):
            f"{now['leader']} (epochs {epochs}); rounds {numbers[0]}..{numbers[-1]}: {len(numbers)} stored, "
            f"0 twice, aborted mid-round {sorted(aborted & missing) or 'none'}, 0 otherwise missing, all judged; "
            f"gap in the series across the kill {gap / 1000:.1f} s; /nuevo load: {detail}")
+
+
+# --- a broken release -----------------------------------------------------------------------
+
+# A release whose code does not import: the web image with a command that fails at once, as
+# gunicorn's would. Built FROM the running image, so the build is one metadata layer.
+BROKEN_DOCKERFILE = """FROM {image}
+CMD ["python", "-c", "import webapp.this_module_does_not_exist"]
+"""
+
+
+def update_state(stack, service: str) -> tuple[str, str]:
+    out = stack.docker("service", "inspect", "--format",
+                       "{{if .UpdateStatus}}{{.UpdateStatus.State}}|{{.UpdateStatus.Message}}{{else}}|{{end}}",
+                       f"{swarm.STACK}_{service}").stdout.strip()
+    state, _, message = out.partition("|")
+    return state, message
+
+
+def web_tasks(stack) -> dict[str, str]:
+    """Every web task Swarm keeps (history too): ID -> "image<TAB>current state<TAB>error"."""
+    out = stack.docker("service", "ps", "--no-trunc", "--format", "{{.ID}}\t{{.Image}}\t{{.CurrentState}}\t{{.Error}}",
+                       f"{swarm.STACK}_web").stdout
+    return {line.split("\t", 1)[0]: line.split("\t", 1)[1] for line in out.splitlines()}
+
+
+@pytest.mark.timeout(400)
+def test_a_broken_web_image_is_rolled_back_automatically_under_steady_load(stack):
+    """`docker service update --image <broken>` of web: Swarm rolls back by itself
+    (update_config: failure_action rollback, monitor 30s, max_failure_ratio 0)."""
+    converged(stack)
+    good = stack.service_image("web")
+    broken = f"aeroguard-broken:{good.rsplit(':', 1)[-1]}"
+    stack.engine.docker("build", "-t", broken, "-", input=BROKEN_DOCKERFILE.format(image=good))
+    before = set(stack.containers("web"))
+    history = set(web_tasks(stack))
+    try:
+        with SteadyLoad(stack, f"swarm-rollback-web-{int(time.time())}") as load:
+            time.sleep(3)
+            started = time.monotonic()
+            stack.docker("service", "update", "--detach", "--no-resolve-image", "--image", broken,
+                         f"{swarm.STACK}_web")
+            states: list[tuple[float, str, str]] = []   # (seconds after the update, state, message)
+
+            def rolled_back() -> bool:
+                state = update_state(stack, "web")
+                if not states or states[-1][1:] != state:
+                    states.append((time.monotonic() - started, *state))
+                return state[0] == "rollback_completed"
+
+            took = wait_for(rolled_back, 300, "Swarm rolling web back by itself")
+            converged(stack)
+            healthy = time.monotonic() - started
+            time.sleep(3)
+    finally:
+        if stack.service_image("web") != good:   # never leave the stack on the broken image
+            stack.docker("service", "update", "--detach", "--no-resolve-image", "--image", good, f"{swarm.STACK}_web")
+            converged(stack)
+    tasks = {task: line for task, line in web_tasks(stack).items() if task not in history}
+    tried = [line for line in tasks.values() if line.startswith(broken)]
+    assert tried, f"no task ever ran {broken}: {tasks}"
+    assert stack.service_image("web") == good
+    containers = stack.containers("web")
+    assert len(containers) == 5
+    assert {stack.inspect(c)["Config"]["Image"] for c in containers} == {good}
+    assert swarm.service_status(stack.engine)["web"] == (5, 5)
+    detail = load.check_nothing_lost_nothing_twice()
+    kept = len(before & set(containers))
+    errors = sorted({t.split("\t")[2] for t in tried if t.split("\t")[2]})
+    report("docker service update --image <broken> of web", took,
+           "; ".join(f"{s} at {t:.1f} s ({m})" for t, s, m in states) +
+           f"; five healthy tasks on {good} {healthy:.1f} s after the update ({kept} of the 5 old tasks "
+           f"never stopped); {len(tried)} task(s) of {broken}, errors {errors}; {detail}")
+    assert not load.failures, load.failures
