@@ -16,9 +16,8 @@ from harness.process import pid_alive
 from harness.process import process_start_time
 from harness.process import stop_pid
 from harness.process import wait_until
+from harness.stack import launcher
 from harness.stack.config import StackConfig
-from harness.stack.launcher import restart
-from harness.stack.launcher import zookeeper_ensemble
 from harness.stack.services import http_ok
 
 
@@ -76,7 +75,7 @@ class RecordedEdge(RecordedProcess):
     """An edge node of the running stack: its record, node id and event log."""
 
     def __init__(self, config: StackConfig, rec: dict, node_id: str, tail: EventTail) -> None:
-        super().__init__(rec, lambda name: restart(config, name))
+        super().__init__(rec, lambda name: launcher.restart(config, name))
         self.node_id = node_id
         self.tail = tail
 
@@ -89,13 +88,13 @@ class RecordedEnsemble:
 
     def __init__(self, config: StackConfig, stack: dict) -> None:
         self.config = config
-        self.ensemble = zookeeper_ensemble(stack)
+        self.ensemble = launcher.zookeeper_ensemble(stack)
         self.nodes = [RecordedProcess(rec, self._restart) for rec in stack["services"]
                       if rec["name"].startswith("zookeeper-")]
         self.nodes.sort(key=lambda node: int(node.name.rsplit("-", 1)[1]))
 
     def _restart(self, name: str) -> dict:
-        return restart(self.config, name)
+        return launcher.restart(self.config, name)
 
     @property
     def hosts(self) -> str:
@@ -124,7 +123,7 @@ class RecordedWeb:
 
     def __init__(self, config: StackConfig, rec: dict) -> None:
         self.config = config
-        self.process = RecordedProcess(rec, lambda name: restart(config, name))
+        self.process = RecordedProcess(rec, lambda name: launcher.restart(config, name))
         self.url = rec["url"]
 
     def stop(self) -> None:
