@@ -197,11 +197,15 @@ def stored_rounds(stack, group: str, since_ms: int) -> list[tuple[int, int, int]
     return [(int(float(ts)), *map(int, member.split(":"))) for member, ts in pairs]
 
 
-def aborted_rounds(stack, since: str) -> set[int]:
-    """Rounds an edge leader logged as aborted (trigger issued, then the ZooKeeper connection
-    was suspended before the round closed: never fused, never sent, edge/node.py)."""
+def rounds_never_stored(stack, group: str, since: str) -> dict[str, set[int]]:
+    """Rounds the edge logged as never to be stored, by design (edge/node.py, edge/delivery.py):
+    `aborted`: trigger issued, then the leader's ZooKeeper connection was suspended mid-round
+    (never fused, never sent); `stale`: sent by a leader whose epoch a newer leader had already
+    fenced off (409, dropped)."""
     logs = stack.docker("service", "logs", "--raw", "--since", since, f"{swarm.STACK}_edge")
-    return {int(n) for n in re.findall(r"round (\d+) aborted", logs.stdout + logs.stderr)}
+    text = logs.stdout + logs.stderr
+    return {"aborted": {int(n) for n in re.findall(r"round (\d+) aborted", text)},
+            "stale": {int(n) for n in re.findall(rf"rejected {re.escape(group)}:\d+:(\d+): stale epoch", text)}}
 
 
 @pytest.mark.timeout(300)
@@ -247,11 +251,12 @@ def test_kill_the_zookeeper_leaders_task_under_steady_load(stack):
     assert numbers == sorted(numbers), f"rounds stored out of order: {numbers}"
     stamps = [ts for ts, _, _ in rounds]
     assert len(stamps) == len(set(stamps)), "two rounds with one timestamp"
-    # None skipped: every round number from the first to the last is stored, but the ones a
-    # leader aborted because its ZooKeeper connection was suspended mid-round.
-    aborted = aborted_rounds(stack, since)
+    # None skipped: every round number from the first to the last is stored, but the ones the
+    # edge logged as never to be stored (aborted mid-round, or fenced off as stale).
+    never = rounds_never_stored(stack, group, since)
     missing = set(range(numbers[0], numbers[-1] + 1)) - set(numbers)
-    assert missing <= aborted, f"rounds neither stored nor aborted: {sorted(missing - aborted)}"
+    unexplained = missing - never["aborted"] - never["stale"]
+    assert not unexplained, f"rounds issued but neither stored, aborted nor fenced off: {sorted(unexplained)}"
     recent = stack.get(f"/api/v1/sensors/{group}?count=300").json()["recent"]
     unjudged = [r["timestamp"] for r in recent if r["timestamp"] >= start_ms and r.get("verdict") is None]
     assert not unjudged, f"rounds stored without a verdict: {unjudged}"
@@ -261,7 +266,8 @@ def test_kill_the_zookeeper_leaders_task_under_steady_load(stack):
     report("kill -9 the ZooKeeper leader's task", recovery,
            f"{leader} -> {new_leader} elected after {election:.1f} s; edge leader {cluster['leader']} -> "
            f"{now['leader']} (epochs {epochs}); rounds {numbers[0]}..{numbers[-1]}: {len(numbers)} stored, "
-           f"0 twice, aborted mid-round {sorted(aborted & missing) or 'none'}, 0 otherwise missing, all judged; "
+           f"0 twice, not stored by design: aborted mid-round {sorted(never['aborted'] & missing) or 'none'}, "
+           f"fenced off as stale {sorted(never['stale'] & missing) or 'none'}; 0 otherwise missing, all judged; "
            f"gap in the series across the kill {gap / 1000:.1f} s; /nuevo load: {detail}")
 
 
