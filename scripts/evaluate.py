@@ -108,7 +108,7 @@ def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str
         window = Window(tuple(v for _, v in recent), tuple(t for t, _ in recent), sensor)
         decision = panel.judge(window, level, peaks)
         level = panel.follow(level, window, decision)
-        peaks = panel.remember(peaks, decision)
+        peaks = panel.remember(peaks, decision, window.timestamps[-1])
         row = {"timestamp": float(times[i]), "value": float(values[i]), "verdict": decision.verdict,
                "reference_level": decision.reference}
         for ballot in decision.ballots:

@@ -12,6 +12,7 @@ from webapp.detection import build_panel
 from webapp.detection.base import Detector
 from webapp.detection.base import Window
 from webapp.detection.drift import DriftFollower
+from webapp.detection.peaks import WARMUP_S
 from webapp.detection.peaks import RecentPeaks
 from webapp.detection.vote import Panel
 from webapp.detection.vote import Voter
@@ -70,20 +71,45 @@ def test_a_detector_votes_only_above_its_recent_peak_and_a_fault_never_raises_it
     a fault judged critical keeps its votes, and the physical rule is never held back."""
     noisy, other, rule = Newest("autoencoder"), Newest("lstm"), Newest("physical", absolute=True)
     panel = Panel([Voter(rule, 100.0), Voter(noisy, 1.0), Voter(other, 6.0)], required=2, span=20)
-    peaks, votes = None, []
-    for _ in range(30):  # 5.0: above the autoencoder's threshold every time, a regime it never saw
-        decision = panel.judge(Window((5.0,), (0,)), peaks=peaks)
-        peaks = panel.remember(peaks, decision)
+    day = WARMUP_S * 1000  # judged for a day already: the peaks apply
+    peaks, votes = RecentPeaks(20, since=0), []
+    for i in range(30):  # 5.0: above the autoencoder's threshold every time, a regime it never saw
+        decision = panel.judge(Window((5.0,), (day + i,)), peaks=peaks)
+        peaks = panel.remember(peaks, decision, day + i)
         votes.append(decision.ballots[1].vote)
     assert votes[0] and not any(votes[1:])  # it beat its (empty) peak once, then never again
-    assert panel.judge(Window((5.0,), (0,)), peaks=peaks).as_dict()["votes"]["autoencoder"]["recent_peak"] == 5.0
-    fault = [panel.judge(Window((9.0,), (0,)), peaks=peaks)]
-    peaks = panel.remember(peaks, fault[0])
-    fault.append(panel.judge(Window((9.0,), (0,)), peaks=peaks))
+    assert panel.judge(Window((5.0,), (day + 30,)), peaks=peaks).as_dict()["votes"]["autoencoder"]["recent_peak"] == 5.0
+    fault = [panel.judge(Window((9.0,), (day + 31,)), peaks=peaks)]
+    peaks = panel.remember(peaks, fault[0], day + 31)
+    fault.append(panel.judge(Window((9.0,), (day + 32,)), peaks=peaks))
     assert [d.verdict for d in fault] == ["critical", "critical"]  # a lasting fault keeps its votes
-    assert peaks.bar("autoencoder") == 5.0 and peaks.bar("physical") is None
-    breach = panel.judge(Window((150.0,), (0,)), peaks=RecentPeaks(20, 0, {"physical": 1e9}, {}, {"physical": 10}, {}, True))
+    assert peaks.bar("autoencoder", day + 32) == 5.0 and peaks.bar("physical", day + 32) is None
+    breach = panel.judge(Window((150.0,), (day,)),
+                         peaks=RecentPeaks(20, 0, {"physical": 1e9}, {}, {"physical": 10}, {}, True, since=0))
     assert breach.ballots[0].vote  # the physical rule's limits are absolute
+
+
+def test_the_peaks_apply_only_after_a_day_of_judging_at_any_sampling_period():
+    """In its first day a sensor's detectors vote at their calibrated thresholds alone (a
+    transient of its first minutes must not silence the faults after it); from then on they
+    must beat their recent peak. The warm-up is time, the same at 1 s and at 5 minutes."""
+    noisy = Newest("autoencoder")
+    panel = Panel([Voter(Newest("physical", absolute=True), 100.0), Voter(noisy, 1.0)], required=2, span=20)
+    for period_ms in (1_000, 300_000):
+        peaks, votes = None, []
+        for i in range(400):
+            now = i * period_ms
+            decision = panel.judge(Window((9.0 if i == 5 else 5.0,), (now,)), peaks=peaks)
+            peaks = panel.remember(peaks, decision, now)
+            votes.append((now, decision.ballots[1].vote))
+        first_day = [v for t, v in votes if t < WARMUP_S * 1000]
+        after = [v for t, v in votes if t >= WARMUP_S * 1000 + 20 * period_ms]
+        assert all(first_day)  # 5.0 > threshold 1.0: it votes although a 9.0 was seen at reading 5
+        assert after == [] or not any(after)  # then 5.0 never beats its own recent peak of 5.0
+        assert peaks.since == 0
+    assert period_ms * 400 > WARMUP_S * 1000  # the 5-minute run did reach the second day
+    state = RecentPeaks.from_fields(peaks.as_fields(), span=20)
+    assert state.since == 0 and state.warm(WARMUP_S * 1000) and not state.warm(WARMUP_S * 1000 - 1)
 
 
 def test_with_busy_set_a_rarely_voting_detector_is_trusted_at_its_threshold():

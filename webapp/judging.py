@@ -57,7 +57,7 @@ def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window
     peaks = read_peaks(store, sensor, panel.span)
     decision = panel.judge(context, level, peaks)
     store.record_decision(sensor, timestamp, decision, panel.follow(level, context, decision))
-    write_peaks(store, sensor, panel.remember(peaks, decision))
+    write_peaks(store, sensor, panel.remember(peaks, decision, timestamp))
     window = Window(context.values[-window_size:], context.timestamps[-window_size:], sensor)
     metrics.VERDICTS.labels(decision.verdict).inc()
     for name in decision.degraded:

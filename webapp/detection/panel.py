@@ -59,7 +59,7 @@ class ConcurrentPanel(Panel):
         pool = self._executor()
         moved = self.follower.move(window, level) if self.follower else window
         seen = [window if v.absolute else moved for v in self.voters]
-        bars = [self._bar(peaks, v.name) for v in self.voters]
+        bars = [self._bar(peaks, v.name, window) for v in self.voters]
         pending = {i: pool.submit(v.ballot, seen[i], bars[i]) for i, v in enumerate(self.voters) if v.name in self.remote}
         ballots = [pending[i].result() if i in pending else v.ballot(seen[i], bars[i]) for i, v in enumerate(self.voters)]
         return self._decide(ballots, level)

@@ -10,6 +10,12 @@ form: unusual for this sensor, lately). Readings judged critical never raise the
 fault that lasts keeps its votes until it ends, as the reference level never learns a fault
 (`webapp.detection.drift`).
 
+The peak guards against a normal behaviour that changed over days, so it applies only once
+the sensor has been judged for `WARMUP_S` (a day): in its first day after calibration a
+detector votes at its calibrated threshold alone. Without the warm-up, a sensor judged for
+minutes (SKAB's 1 Hz experiments, 20 minutes each) had its between-fault transients become the
+peak, and faults a few minutes later no longer beat it (docs/detection.md).
+
 The peak over a sliding span is kept in O(1) per detector by two blocks of ``span / 2``
 readings: the maximum of the block being filled and of the one before it (so the peak
 remembers between ``span / 2`` and `span` readings). The state lives in Redis beside the
@@ -27,6 +33,7 @@ SPAN = 288  # readings: a day at 5-minute steps, about five minutes at 1 Hz
 # A detector must beat its peak once it voted on this share of the recent readings; 0 means
 # always (the default: measured best on nab-real; 0.1 traded nab-real for SKAB, see docs/detection.md).
 BUSY = 0.0
+WARMUP_S = 86_400  # seconds a sensor is judged before its peaks apply: a day, at any sampling period
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,8 @@ class RecentPeaks:
     filled: bool = False  # whether `previous` is a whole block
     busy: float = BUSY
     min_seen: int = 20
+    since: int | None = None  # ms: the first reading judged with this state
+    warmup_s: float = WARMUP_S
 
     def __post_init__(self) -> None:
         if self.span < 2:
@@ -72,8 +81,17 @@ class RecentPeaks:
         """Readings remembered: the block being filled and, once there is one, the block before."""
         return self.count + (self.span // 2 if self.filled else 0)
 
-    def bar(self, name: str) -> float | None:
-        """The score `name` must beat to vote (None: it votes at its threshold alone)."""
+    def warm(self, now: int | None) -> bool:
+        """Whether the sensor has been judged for `warmup_s` by `now` (ms; None: no warm-up check)."""
+        if now is None or self.warmup_s <= 0:
+            return True
+        return self.since is not None and now - self.since >= self.warmup_s * 1000
+
+    def bar(self, name: str, now: int | None = None) -> float | None:
+        """The score `name` must beat to vote on the reading at `now` (ms) (None: it votes at its
+        threshold alone, as it does during the warm-up)."""
+        if not self.warm(now):
+            return None
         if self.busy > 0:
             votes = self.previous_votes.get(name, 0) + self.current_votes.get(name, 0)
             if self.seen < min(self.min_seen, self.span // 2) or votes < self.busy * self.seen:
@@ -81,9 +99,12 @@ class RecentPeaks:
         seen = [p for p in (self.previous.get(name), self.current.get(name)) if p is not None]
         return max(seen) if seen else None
 
-    def after(self, scores: Mapping[str, float], above: Mapping[str, bool], critical: bool) -> RecentPeaks:
-        """The state after a reading scored `scores` (`above`: which were above their
-        threshold): unchanged when its verdict was critical."""
+    def after(self, scores: Mapping[str, float], above: Mapping[str, bool], critical: bool,
+              now: int | None = None) -> RecentPeaks:
+        """The state after the reading at `now` (ms) scored `scores` (`above`: which were above
+        their threshold): only the warm-up clock starts when its verdict was critical."""
+        if self.since is None and now is not None:
+            return replace(self, since=int(now)).after(scores, above, critical)
         if critical:
             return self
         current, votes = dict(self.current), dict(self.current_votes)
@@ -99,6 +120,8 @@ class RecentPeaks:
         """The state as a Redis hash: ``count``, ``filled``, ``p:``/``c:<detector>`` peaks and
         ``pv:``/``cv:<detector>`` vote counts."""
         fields = {"count": str(self.count), "filled": str(int(self.filled))}
+        if self.since is not None:
+            fields["since"] = str(self.since)
         for prefix, values in (("p:", self.previous), ("c:", self.current)):
             fields.update({f"{prefix}{k}": repr(float(v)) for k, v in values.items()})
         for prefix, counts in (("pv:", self.previous_votes), ("cv:", self.current_votes)):
@@ -109,7 +132,7 @@ class RecentPeaks:
     def from_fields(cls, fields: Mapping[str, str] | None, span: int = SPAN) -> RecentPeaks:
         """The state read back from `as_fields` (empty or unreadable: nothing remembered).
 
-        >>> state = RecentPeaks(8, 3, {"a": 1.5}, {"a": 0.5}, {"a": 2}, {"a": 1}, True)
+        >>> state = RecentPeaks(8, 3, {"a": 1.5}, {"a": 0.5}, {"a": 2}, {"a": 1}, True, since=1_000)
         >>> RecentPeaks.from_fields(state.as_fields(), span=8) == state
         True
         >>> RecentPeaks.from_fields({"count": "x"}, span=8) == RecentPeaks(8)
@@ -119,6 +142,7 @@ class RecentPeaks:
             fields = dict(fields or {})
             count = int(fields.get("count", 0))
             filled = fields.get("filled") == "1"
+            since = int(fields["since"]) if "since" in fields else None
             part = {prefix: {k[len(prefix):]: v for k, v in fields.items() if k.startswith(prefix)}
                     for prefix in ("p:", "c:", "pv:", "cv:")}
             previous = {k: float(v) for k, v in part["p:"].items()}
@@ -127,7 +151,8 @@ class RecentPeaks:
             current_votes = {k: int(v) for k, v in part["cv:"].items()}
         except (TypeError, ValueError):
             return cls(span)
-        return cls(span, min(max(count, 0), span // 2 - 1), previous, current, previous_votes, current_votes, filled)
+        return cls(span, min(max(count, 0), span // 2 - 1), previous, current, previous_votes, current_votes, filled,
+                   since=since)
 
 
 def adaptive(names: Iterable[str]) -> frozenset[str]:

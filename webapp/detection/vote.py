@@ -163,22 +163,23 @@ class Panel:
         """Judge `window`; the learned detectors see it moved to the sensor's reference `level`,
         and with `peaks` every detector but the physical rule must beat its recent peak."""
         moved = self.follower.move(window, level) if self.follower else window
-        return self._decide([voter.ballot(window if voter.absolute else moved, self._bar(peaks, voter.name))
+        return self._decide([voter.ballot(window if voter.absolute else moved, self._bar(peaks, voter.name, window))
                              for voter in self.voters], level)
 
-    def _bar(self, peaks: RecentPeaks | None, name: str) -> float | None:
-        return peaks.bar(name) if peaks is not None and name in self.adaptive else None
+    def _bar(self, peaks: RecentPeaks | None, name: str, window: Window) -> float | None:
+        return peaks.bar(name, window.timestamps[-1]) if peaks is not None and name in self.adaptive else None
 
     def follow(self, level: float | None, window: Window, decision: Decision) -> float | None:
         """The sensor's reference level after `decision` (None: nothing to follow)."""
         return self.follower.follow(level, window, decision.anomaly) if self.follower else None
 
-    def remember(self, peaks: RecentPeaks | None, decision: Decision) -> RecentPeaks:
-        """The detectors' recent peaks after `decision` (unchanged when it was critical)."""
+    def remember(self, peaks: RecentPeaks | None, decision: Decision, now: int | None = None) -> RecentPeaks:
+        """The detectors' recent peaks after `decision` on the reading at `now` (ms) (unchanged
+        when it was critical, but for the warm-up clock)."""
         scored = [b for b in decision.ballots if b.score is not None and b.detector in self.adaptive]
         return (peaks or RecentPeaks(self.span)).after({b.detector: b.score for b in scored},
                                                        {b.detector: b.score > b.threshold for b in scored},
-                                                       decision.anomaly)
+                                                       decision.anomaly, now)
 
     def _decide(self, ballots: list[Ballot], level: float | None) -> Decision:
         decision = decide(ballots, self.required)
