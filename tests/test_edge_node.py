@@ -41,7 +41,7 @@ def nodes(zk, zk_hosts, receiver, tmp_path):
 
     yield start
     for node in made.values():
-        if node.zk.state != "CLOSED" and not node._shutdown.is_set():
+        if node.zk.state != "CLOSED" and not node.state.shutdown.is_set():
             node.stop()
 
 
@@ -141,7 +141,7 @@ def test_a_reading_is_logged_as_measured_even_when_its_put_is_lost(zk, nodes, re
     node = nodes("n1", "const:20.7")
     _leader([node])
     landed = LandedThenLost(LockingQueue(zk, f"{BASE}/queue"))
-    node._answer(landed, {"epoch": 99, "round": 5})
+    node.follower.answer(landed, {"epoch": 99, "round": 5})
     assert node.counts["put_failed"] == 1
     assert [(e["epoch"], e["round"], e["value"]) for e in _events(tmp_path)
             if e["kind"] == "reading" and e["epoch"] == 99] == [(99, 5, 20.7)]
