@@ -22,8 +22,8 @@ from kazoo.exceptions import KazooException
 from kazoo.exceptions import NoNodeError
 from kazoo.recipe.election import Election
 from kazoo.recipe.queue import LockingQueue
-from kazoo.retry import KazooRetry
 
+from edge import kazoo_compat
 from edge.delivery import Delivery
 from edge.events import Counters
 from edge.events import EventLog
@@ -115,11 +115,7 @@ class Leader:
                 state.wake.wait(0.5)
                 state.wake.clear()
                 continue
-            election = Election(self.zk, self.paths.election, self.node_id)
-            # The lock's own retry backs off to 60 s between attempts; a contender waiting out
-            # a ZooKeeper outage would then rejoin up to a minute late.
-            election.lock._retry = KazooRetry(max_tries=None, max_delay=1.0,
-                                              sleep_func=self.zk.handler.sleep_func)
+            election = kazoo_compat.election(self.zk, self.paths.election, self.node_id)
             self._election = election
             if state.shutdown.is_set():  # stop() may have cancelled the previous one just now
                 break
@@ -139,9 +135,7 @@ class Leader:
             if state.lost_count != lost_before:
                 return  # the session (and with it every lock node of ours) is gone
             try:
-                for child in self.zk.get_children(self.paths.election):
-                    if child.startswith(election.lock.prefix):
-                        self.zk.delete(f"{self.paths.election}/{child}")
+                kazoo_compat.delete_own_lock_nodes(self.zk, election)
                 return
             except NoNodeError:
                 continue
@@ -151,8 +145,8 @@ class Leader:
     # --- a term and its fence ----------------------------------------------------------------
 
     def _lead(self, election: Election) -> None:
-        name = election.lock.node
-        term = Term(int(name[-10:]), f"{self.paths.election}/{name}", self.state.lost_count)
+        name = kazoo_compat.lock_node(election)
+        term = Term(kazoo_compat.sequence(name), f"{self.paths.election}/{name}", self.state.lost_count)
         self.state.step_down.clear()
         try:
             self._begin_term(term)

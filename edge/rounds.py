@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from kazoo.exceptions import NoNodeError
 
+from edge import kazoo_compat
 from edge.events import Counters
 from edge.events import EventLog
 from edge.fusion import fuse
@@ -58,7 +59,7 @@ class Collector:
                  counts: Counters, events: EventLog) -> None:
         self.queue = queue
         self.zk = queue.client
-        self.entries = queue.path + queue.entries  # the recipe's layout: <path>/entries/entry-<prio>-<seq>
+        self.entries = kazoo_compat.entries_path(queue)
         self.node_id = node_id
         self.live = live
         self.connected = connected
@@ -109,12 +110,11 @@ class Collector:
         for _ in range(MAX_ENTRIES_PER_ROUND):
             if not self.connected():
                 return
-            raw = self.queue.get(timeout=0.0)
-            if raw is None:
+            taken = kazoo_compat.take(self.queue)
+            if taken is None:
                 break
-            name = self.queue.processing_element[0]
-            if not self.queue.consume():
-                self.queue.processing_element = None  # our entry lock is gone; the entry comes back
+            name, raw = taken
+            kazoo_compat.consume(self.queue)  # if our entry lock is gone, the entry comes back
             if name not in self._seen:
                 self.classify(raw, epoch, round_, None)
             self._seen.discard(name)

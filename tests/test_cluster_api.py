@@ -110,6 +110,17 @@ def test_cluster_lists_groups_leader_epoch_and_live_nodes(cluster_app, edge_node
     assert all(isinstance(n["pid"], int) for n in group["live_nodes"])
 
 
+def test_a_group_no_node_joined_has_no_leader_and_reading_it_creates_nothing(cluster_app, zk):
+    """kazoo's `Election.contenders()` creates a missing election znode; the cluster view must not."""
+    client = cluster_app.test_client()
+    assert _put(client, {"fusion_k": 5}, group="g9").status_code == 200
+    group = client.get("/api/v1/cluster").json["groups"]["g9"]
+    assert group["leader"] is None and group["live_nodes"] == [] and group["queue_depth"] == 0
+    assert group["config"] == {"fusion_k": 5}
+    zk.sync("/aeroguard/groups/g9")
+    assert zk.get_children("/aeroguard/groups/g9") == ["config"]
+
+
 def test_put_config_requires_a_key_and_a_valid_document(cluster_app, zk):
     client = cluster_app.test_client()
     good = {"sampling_period_s": 2, "api_urls": ["http://127.0.0.1:8000"]}
@@ -151,12 +162,14 @@ def test_put_config_judges_the_config_every_node_will_merge(cluster_app, zk):
     assert answer.status_code == 400 and "round_timeout_s must not exceed sampling_period_s" in answer.json["error"]
     assert zk.exists("/aeroguard/config") is None
     assert _put(client, {"sampling_period_s": 2, "round_timeout_s": 1.5}).status_code == 200
+    zk.sync("/aeroguard/config")  # written through the app's session, maybe on another server
     cluster_before = _znode(zk, "/aeroguard/config")
 
     answer = _put(client, {"sampling_period_s": 1}, group="g1")  # 1.5 s rounds from the cluster config
     assert answer.status_code == 400 and "/aeroguard/config" in answer.json["error"]
     assert zk.exists("/aeroguard/groups/g1/config") is None
     assert _put(client, {"sampling_period_s": 1, "round_timeout_s": 0.5}, group="g1").status_code == 200
+    zk.sync("/aeroguard/groups/g1/config")
     group_before = _znode(zk, "/aeroguard/groups/g1/config")
 
     answer = _put(client, {"sampling_period_s": 2, "http_timeout_s": 1.5})  # g1's 1 s period: 1.5 >= 1

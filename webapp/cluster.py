@@ -17,6 +17,8 @@ from flask import current_app
 from flask import request
 from kazoo.exceptions import KazooException
 from kazoo.exceptions import NoNodeError
+from kazoo.recipe.election import Election
+from kazoo.recipe.queue import LockingQueue
 
 from webapp.auth import check_admin_key
 from contracts import ContractError
@@ -137,15 +139,15 @@ def _children(zk, path: str) -> list[str]:
 
 
 def _leader(zk, election: str) -> str | None:
-    """The identifier of the lowest-sequence contender (kazoo's Election leader)."""
-    contenders = sorted(_children(zk, election), key=lambda name: name[-10:])
-    for name in contenders:
-        try:
-            data, _ = zk.get(f"{election}/{name}")
-            return data.decode("utf-8")
-        except NoNodeError:
-            continue
-    return None
+    """The identifier of the lowest-sequence contender, by kazoo's `Election.contenders()`.
+
+    The recipe creates the election znode when it is missing, so a group no node has joined
+    yet (only its config exists) is answered without it: a read creates nothing.
+    """
+    if zk.exists(election) is None:
+        return None
+    contenders = Election(zk, election).contenders()
+    return contenders[0] if contenders else None
 
 
 def _group(zk, base: str) -> dict:
@@ -159,7 +161,7 @@ def _group(zk, base: str) -> dict:
     return {"leader": _leader(zk, f"{base}/election"),
             "epoch": epoch.get("epoch") if isinstance(epoch, dict) else epoch,
             "term": epoch, "last_round": trigger.get("round"), "last_trigger": trigger,
-            "live_nodes": nodes, "queue_depth": len(_children(zk, f"{base}/queue/entries")),
+            "live_nodes": nodes, "queue_depth": len(_children(zk, f"{base}/queue{LockingQueue.entries}")),
             "config": _json(zk, f"{base}/config")}
 
 
