@@ -1,6 +1,6 @@
 """``python -m edge --group G --node-id N --zk HOSTS [...]``: run one edge node until SIGTERM.
 
-Builds the one `KazooClient` of the process with the settings RELIABILITY.md asks for
+Builds the one `KazooClient` of the process with the settings of docs/edge.md, "Kazoo settings"
 (short reconnect backoff, bounded command retry, an explicit session timeout), the sensor
 source and the `EdgeNode`; SIGTERM or SIGINT call `EdgeNode.stop`, which ends with
 ``zk.stop()`` so the group fails over in milliseconds during a planned restart.

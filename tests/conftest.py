@@ -84,7 +84,7 @@ def test_id() -> str:
 
 
 def make_kazoo_client(hosts: str) -> KazooClient:
-    """A KazooClient with the project's suggested settings (RELIABILITY.md), not started."""
+    """A KazooClient with the project's settings (docs/edge.md, "Kazoo settings"), not started."""
     return KazooClient(
         hosts=hosts,
         timeout=ZK_SESSION_TIMEOUT_S,

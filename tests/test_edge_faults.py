@@ -1,4 +1,4 @@
-"""RELIABILITY.md's fault matrix, rows 1-6 and 9, against real ``python -m edge`` processes.
+"""The fault matrix (docs/reliability.md), rows 1-6 and 9, against real ``python -m edge`` processes.
 
 Each test runs three nodes of group g1 (T = 2 s session timeout, tickTime 500 ms, period
 0.5 s) against a real 3-node ensemble and a stand-in web tier (`Receiver`), injects one

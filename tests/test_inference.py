@@ -104,7 +104,7 @@ def test_unknown_model_and_version_are_not_found(standin, kind):
 
 @pytest.mark.parametrize("kind", ["grpc", "rest"])
 def test_bad_input_is_rejected(standin, kind):
-    with pytest.raises(errors.BadInput):
+    with pytest.raises(errors.InputRejected):
         client(kind, standin).predict("autoencoder", WINDOWS[:, :4])
 
 

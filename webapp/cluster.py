@@ -1,6 +1,6 @@
 """The edge cluster seen from the web tier: ``GET /api/v1/cluster`` and ``PUT /api/v1/config``.
 
-Reads ZooKeeper's AeroGuard tree (ARCHITECTURE.md, "ZooKeeper layout") with the app's kazoo
+Reads ZooKeeper's AeroGuard tree (docs/edge.md, "ZooKeeper layout") with the app's kazoo
 client (``app.extensions["zk"]``; None when ``ZK_HOSTS`` is unset, answered 503), and writes
 the hot configuration the edge nodes watch. The config rules are the contract the edge loads
 too (``contracts/config.py``; the web tier never imports the edge): a write is refused unless

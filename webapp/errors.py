@@ -47,12 +47,6 @@ class UnverifiedEpoch(Forbidden):
     """Raised when an aggregate's epoch was not issued by its group's ZooKeeper election."""
 
 
-class StaleEpoch(WebappError):
-    """Raised when an aggregate's epoch is older than the newest accepted for its group."""
-
-    status = 409
-
-
 class StoreUnavailable(WebappError):
     """Raised when Redis cannot be reached or refuses a write; the client should retry."""
 

@@ -1,7 +1,8 @@
 """gunicorn settings of the web tier: ``gunicorn -c webapp/gunicorn_conf.py "webapp:create_app()"``.
 
 Prometheus' multiprocess mode needs its directory set before any worker imports
-prometheus-client, so it is chosen here, in the master, and emptied at start.
+prometheus-client, so it is chosen here, in the master, and emptied at start. Each worker
+stops its app's clients as it exits (`worker_exit` calls `webapp.shutdown`).
 """
 import os
 import shutil
@@ -60,3 +61,20 @@ def on_starting(server):
 
 def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    """In the worker, as it exits: stop what its app started (`webapp.shutdown`).
+
+    The alert notifier finishes the webhook it is sending (and acknowledges it) instead of
+    leaving it pending, and the ZooKeeper session closes now rather than expiring later.
+    Skipped when the worker never loaded the app (gunicorn also calls this hook in the master
+    for a worker that is already gone).
+    """
+    app = getattr(worker, "wsgi", None)
+    if getattr(app, "extensions", None) is None or "redis" not in app.extensions:
+        return
+    from webapp import shutdown
+
+    shutdown(app)
+    server.log.info("worker %s: the app's clients are stopped (webapp.shutdown)", worker.pid)

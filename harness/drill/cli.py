@@ -2,13 +2,14 @@
 
 Runs against the stack ``make up`` started (``.run/stack.json``, or ``AEROGUARD_RUN_DIR``):
 its 3-node ZooKeeper ensemble, web tier and edge group; when none runs it starts one the way
-``make up`` does and leaves it running. It injects each fault of RELIABILITY.md's matrix that
-concerns the edge (rows 1-6 and 9, plus a planned SIGTERM), one after the other, restarts what
-a fault killed with the same command line (`harness.stack.launcher.restart`, which keeps stack.json
-current, so ``make down`` stops exactly what runs), restores the cluster config it changed,
-and prints a table: fault, recovery time, rounds missed, readings lost, readings duplicated,
-invariants I1-I6 (I7 for reconfiguration), and the latency from a reading's measurement to its
-stored verdict. ``--json PATH`` also writes it. What the web tier stored is read from the
+``make up`` does and leaves it running. It injects each fault of the fault matrix
+(docs/reliability.md) that concerns the edge (rows 1-6 and 9, plus a planned SIGTERM), one
+after the other, restarts what a fault killed with the same command line
+(`harness.stack.launcher.restart`, which keeps stack.json current, so ``make down`` stops
+exactly what runs), restores the cluster config it changed, and prints a table: fault,
+recovery time, rounds missed, readings lost, readings duplicated, invariants I1-I6 (I7 for
+reconfiguration), and the latency from a reading's measurement to its stored verdict.
+``--json PATH`` also writes it. What the web tier stored is read from the
 edges' event logs (each POST answered 201) and checked against the web tier's own series.
 ``--own-stack`` instead brings up a private stack through `harness.redis_server` and
 `harness.zookeeper` (the real web tier runs in this process behind a recorder) with three nodes

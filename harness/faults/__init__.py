@@ -8,7 +8,7 @@
   `DeliveryLog` rebuilds from those logs what the web tier stored (`Stored`);
 - `harness.faults.proxy`: `BlackHoleProxy` forwards a TCP port until told to swallow traffic
   (a network partition without root);
-- `harness.faults.invariants`: `check_invariants` verifies RELIABILITY.md's I1-I6 over what the
+- `harness.faults.invariants`: `check_invariants` verifies invariants I1-I6 (docs/reliability.md) over what the
   web tier stored and the nodes' event logs;
 - `harness.faults.znodes`: `leader_of` and `set_config` read and write the znodes a drill needs.
 """

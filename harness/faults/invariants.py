@@ -1,4 +1,4 @@
-"""`check_invariants`: RELIABILITY.md's I1-I6 over the aggregates stored and the nodes' event logs."""
+"""`check_invariants`: invariants I1-I6 (docs/reliability.md) over the aggregates stored and the nodes' event logs."""
 from __future__ import annotations
 
 from dataclasses import dataclass

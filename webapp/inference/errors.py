@@ -10,7 +10,7 @@ class ModelNotFound(InferenceError):
     """Raised when the server does not serve the model or version (HTTP 404, gRPC NOT_FOUND)."""
 
 
-class BadInput(InferenceError):
+class InputRejected(InferenceError):
     """Raised when the server rejects the request's tensor (HTTP 400, gRPC INVALID_ARGUMENT)."""
 
 

@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 
 from webapp.inference import aeroguard_tfserving_pb2 as pb
-from webapp.inference.errors import BadInput
+from webapp.inference.errors import InputRejected
 from webapp.inference.errors import InferenceError
 from webapp.inference.errors import ModelNotFound
 from webapp.inference.errors import ServingTimeout
@@ -28,8 +28,8 @@ MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 
 _ERRORS = {
     grpc.StatusCode.NOT_FOUND: ModelNotFound,
-    grpc.StatusCode.INVALID_ARGUMENT: BadInput,
-    grpc.StatusCode.FAILED_PRECONDITION: BadInput,
+    grpc.StatusCode.INVALID_ARGUMENT: InputRejected,
+    grpc.StatusCode.FAILED_PRECONDITION: InputRejected,
     grpc.StatusCode.DEADLINE_EXCEEDED: ServingTimeout,
     grpc.StatusCode.UNAVAILABLE: ServingUnavailable,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ServingUnavailable,

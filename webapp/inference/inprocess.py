@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from webapp.inference.errors import BadInput
+from webapp.inference.errors import InputRejected
 from webapp.inference.errors import InferenceError
 from webapp.inference.errors import ModelNotFound
 
@@ -96,7 +96,7 @@ class InProcessBackend:
         try:
             out = signature(**{INPUT_KEY: tf.constant(batch)})[OUTPUT_KEY]
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
-            raise BadInput(f"{model} rejected a {batch.shape} window: {exc}") from exc
+            raise InputRejected(f"{model} rejected a {batch.shape} window: {exc}") from exc
         except tf.errors.OpError as exc:
             raise InferenceError(f"{model} failed: {exc}") from exc
         return np.asarray(out, dtype=np.float64).reshape(len(batch))

@@ -12,14 +12,14 @@ import threading
 import numpy as np
 import requests
 
-from webapp.inference.errors import BadInput
+from webapp.inference.errors import InputRejected
 from webapp.inference.errors import InferenceError
 from webapp.inference.errors import ModelNotFound
 from webapp.inference.errors import ServingTimeout
 from webapp.inference.errors import ServingUnavailable
 from webapp.inference.inprocess import SIGNATURE
 
-_STATUS = {400: BadInput, 404: ModelNotFound, 429: ServingUnavailable, 503: ServingUnavailable,
+_STATUS = {400: InputRejected, 404: ModelNotFound, 429: ServingUnavailable, 503: ServingUnavailable,
            504: ServingTimeout}
 
 
