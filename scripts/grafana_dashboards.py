@@ -28,6 +28,7 @@ import json
 import sys
 from pathlib import Path
 
+from webapp.detection.manifest import PANEL as DETECTORS
 from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,6 @@ MANIFEST = ROOT / "serving" / "models" / "manifest.json"
 
 REDIS = {"type": "redis-datasource", "uid": "aeroguard-redis"}
 PROMETHEUS = {"type": "prometheus", "uid": "aeroguard-prometheus"}
-DETECTORS = ("physical", "isolation_forest", "autoencoder", "lstm", "context")
 SERIES = "app=aeroguard ns=$ns sensor=(${sensor:csv})"
 VERDICT_MAPPINGS = [{"type": "value", "options": {
     "0": {"text": "normal", "color": "green", "index": 0},
@@ -152,7 +152,9 @@ def decisions_dashboard(manifest: dict) -> dict:
         title = f"Score: {name}" + (f" (threshold {limit:g}{version})" if limit is not None else "")
         description = (f"{name}'s score per window; it votes when the score is above the dashed line "
                        "(the threshold from serving/models/manifest.json, or the physical rule's fixed 1.0). "
-                       "No points while the detector abstains (see the health dashboard).")
+                       "No points while the detector abstains (see the health dashboard)"
+                       + (", nor during a sensor's first day (no earlier day to compare with)." if name == "seasonal"
+                          else "."))
         panels.append(layout.place(timeseries(
             title, description, [ts_target("A", f"{SERIES} kind=score detector={name}")], REDIS,
             threshold=limit), 12, 8))
