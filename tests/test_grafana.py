@@ -25,7 +25,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from scripts import grafana_dashboards
-from tests.test_deploy import promtool_path
+from tests.deploy_files import promtool_path
 from webapp import create_app
 from webapp import metrics
 from webapp import shutdown

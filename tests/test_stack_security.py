@@ -33,11 +33,11 @@ from harness.process import free_ports
 from harness.process import stop_pid
 from harness.process import wait_until
 from harness.redis_server import find_redis
-from tests.test_deploy import RedisFiles
-from tests.test_deploy import _environment
-from tests.test_deploy import _names
-from tests.test_deploy import _published
-from tests.test_deploy import _start
+from tests.deploy_files import RedisFiles
+from tests.deploy_files import environment
+from tests.deploy_files import names
+from tests.deploy_files import published_ports
+from tests.deploy_files import start_logged
 from webapp import make_redis
 from webapp import shutdown
 from webapp.config import Settings
@@ -116,8 +116,8 @@ def test_only_the_visualizer_mounts_the_docker_socket_read_only_and_unpublished(
     # Whoever reaches the socket's API owns the swarm: no published port, and an overlay no
     # other service joins (operators reach it through an SSH tunnel, docs/deploy.md).
     assert not visualizer.get("ports")
-    assert _names(visualizer["networks"]) == ["ops"]
-    others = [n for n, s in stack["services"].items() if n != "visualizer" and "ops" in _names(s.get("networks"))]
+    assert names(visualizer["networks"]) == ["ops"]
+    others = [n for n, s in stack["services"].items() if n != "visualizer" and "ops" in names(s.get("networks"))]
     assert not others
     assert "node.role == manager" in visualizer["deploy"]["placement"]["constraints"]
 
@@ -146,13 +146,13 @@ def test_web_tier_is_dnsrr_unpublished_and_reached_through_haproxy(stack):
     web, haproxy, grafana = services["web"], services["haproxy"], services["grafana"]
     assert web["deploy"]["endpoint_mode"] == "dnsrr"
     assert not web.get("ports") and not grafana.get("ports")
-    assert _published(haproxy) == {8443, 3000}
+    assert published_ports(haproxy) == {8443, 3000}
     # Host-mode ports: no routing mesh, so no IPVS needed (a kernel without it runs this too).
     assert all(isinstance(p, dict) and p["mode"] == "host" for p in haproxy["ports"])
-    shared = set(_names(haproxy["networks"]))
-    assert shared & set(_names(web["networks"])) and shared & set(_names(grafana["networks"]))
+    shared = set(names(haproxy["networks"]))
+    assert shared & set(names(web["networks"])) and shared & set(names(grafana["networks"]))
     cfg = HAPROXY_CFG.read_text(encoding="utf-8")
-    port = _environment(web)["GUNICORN_BIND"].rsplit(":", 1)[1]
+    port = environment(web)["GUNICORN_BIND"].rsplit(":", 1)[1]
     assert re.search(rf"^\s*server-template web \d+ tasks\.web:{port} .*resolvers docker", cfg, re.MULTILINE)
     assert re.search(r"^\s*server-template grafana \d+ tasks\.grafana:3000 .*resolvers docker", cfg, re.MULTILINE)
     assert re.search(r"^\s*nameserver \S+ 127\.0\.0\.11:53$", cfg, re.MULTILINE)
@@ -173,8 +173,8 @@ def test_haproxy_reads_its_certificate_and_key_from_docker_secrets(stack):
 
 def test_grafana_holds_only_its_read_only_redis_password(stack):
     grafana = stack["services"]["grafana"]
-    assert "redis_password" not in _names(grafana["secrets"])
-    assert "redis_grafana_password" in _names(grafana["secrets"])
+    assert "redis_password" not in names(grafana["secrets"])
+    assert "redis_grafana_password" in names(grafana["secrets"])
     path = ROOT / "grafana/provisioning/datasources/redis.yaml"
     (source,) = yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]
     secret = "$__file{/run/secrets/redis_grafana_password}"
@@ -182,7 +182,7 @@ def test_grafana_holds_only_its_read_only_redis_password(stack):
     assert source["jsonData"]["sentinelAcl"] is True and source["jsonData"]["sentinelUser"] == "grafana"
     assert source["secureJsonData"] == {"password": secret, "sentinelPassword": secret}
     for name in ("redis-1", "redis-2", "redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3"):
-        assert "redis_grafana_password" in _names(stack["services"][name]["secrets"]), name
+        assert "redis_grafana_password" in names(stack["services"][name]["secrets"]), name
 
 
 def test_grafana_acl_covers_the_web_tiers_key_prefix():
@@ -266,7 +266,7 @@ def test_haproxy_terminates_tls_in_front_of_the_web_tier(tmp_path):
     api, grafana, health = free_ports(3)
     cfg = _local_haproxy_cfg(tmp_path, cert, {"api": api, "grafana": grafana, "health": health},
                              web_port=web.server_address[1])
-    process = _start([_haproxy(), "-W", "-db", "-f", str(cfg)], dict(os.environ), tmp_path / "haproxy.log")
+    process = start_logged([_haproxy(), "-W", "-db", "-f", str(cfg)], dict(os.environ), tmp_path / "haproxy.log")
     try:
         context = ssl.create_default_context(cafile=str(cert))
         url = f"https://localhost:{api}/api/v1/health?x=1"
@@ -356,7 +356,7 @@ def _write_files(base: Path, master_port: int, sentinel_port: int | None, timese
 def _start_sentinel(files: RedisFiles, paths, data: Path, log: Path):
     data.mkdir(exist_ok=True)
     entrypoint = ["sh", str(files.conf_dir / "entrypoint.sh")]
-    return _start(entrypoint + ["sentinel", "127.0.0.1"], files.env(paths, data), log)
+    return start_logged(entrypoint + ["sentinel", "127.0.0.1"], files.env(paths, data), log)
 
 
 def _answers(client: redis.Redis) -> bool:
@@ -378,7 +378,7 @@ def secured(tmp_path_factory):
         # A lone master: no replica, so it may not refuse writes (min-replicas-to-write).
         argv = entrypoint + ["server", "--port", str(master_port), "--bind", "127.0.0.1",
                              "--replica-announce-ip", "127.0.0.1", "--min-replicas-to-write", "0"]
-        processes.append(_start(argv, master_files.env(paths, base / "master"), base / "master.log"))
+        processes.append(start_logged(argv, master_files.env(paths, base / "master"), base / "master.log"))
         found = Secured(master_port, sentinel_ports)
         master = found.client(master_port, password=PASSWORD)
         wait_until(lambda: _answers(master), 20, "secured master")
