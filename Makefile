@@ -10,12 +10,13 @@ VENV_PY := .venv/bin/python
 ANY_PY := $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run up status down drill test bench fuzz soak backup restore clean distclean train evaluate protos standin swarm-up swarm-test swarm-down
+.PHONY: help setup run up status down drill lint test bench fuzz soak backup restore clean distclean train evaluate protos standin swarm-up swarm-test swarm-down
 
 help:
 	@echo "make setup   install everything (venv, zookeeper, libssl1.1 for Redis Stack)"
 	@echo "make run     the local stack in the foreground until Ctrl-C (sets up first)"
 	@echo "make test    the whole test suite against real servers (sets up first)"
+	@echo "make lint    ruff: lint and import order (ruff.toml; sets up first)"
 	@echo "make up | status | down   the local stack, detached (.run/stack.json)"
 	@echo "make drill   the edge fault drill against the \`make up\` stack (started if none runs): table of recovery and invariants"
 	@echo "make bench   benchmarks against a fresh local stack"
@@ -47,6 +48,10 @@ down:
 # DRILL_ARGS="--faults leader_kill9,reconfig --json out/drill.json"; --own-stack for a private stack.
 drill: setup
 	$(VENV_PY) -m scripts.drill $(DRILL_ARGS)
+
+# Lint and import order, configured in ruff.toml; a few seconds, so CI runs it before the suite.
+lint: setup
+	$(VENV_PY) -m ruff check .
 
 test: setup
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)

@@ -25,8 +25,8 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict
 from collections.abc import Callable
+from dataclasses import asdict
 from dataclasses import dataclass
 
 import requests

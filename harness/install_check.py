@@ -16,6 +16,7 @@ from harness.redis_server import find_redis
 from harness.zookeeper import find_java
 from harness.zookeeper import zookeeper_classpath
 
+
 def check() -> int:
     """Verify that Redis Stack and ZooKeeper can run here; print what is found."""
     try:

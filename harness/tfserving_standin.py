@@ -235,7 +235,8 @@ class RestHandler(BaseHTTPRequestHandler):
                 raise invalid("Missing 'inputs' or 'instances' key")
             number, servable = self.registry.lookup(name, version)
             signature = body.get("signature_name") or "serving_default"
-            keys = list(servable.signatures[signature].structured_input_signature[1]) if signature in servable.signatures else []
+            known = signature in servable.signatures
+            keys = list(servable.signatures[signature].structured_input_signature[1]) if known else []
             data = body.get("instances", body.get("inputs"))
             inputs = data if isinstance(data, dict) else {keys[0] if len(keys) == 1 else "": data}
             try:

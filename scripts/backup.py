@@ -45,7 +45,8 @@ def running_stack(config: StackConfig) -> dict:
 
 def redis_records(stack: dict) -> list[dict]:
     """The records of Redis servers and Sentinels, in stack.json order."""
-    return [rec for rec in stack["services"] if rec["name"] == "redis" or rec["name"].startswith(("redis-", "sentinel-"))]
+    return [rec for rec in stack["services"]
+            if rec["name"] == "redis" or rec["name"].startswith(("redis-", "sentinel-"))]
 
 
 def stack_redis_config(config: StackConfig, stack: dict) -> StackConfig:

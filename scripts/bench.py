@@ -66,7 +66,8 @@ def wrk(url: str, seconds: int, connections: int, threads: int) -> dict:
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
     rps, p50, p99, errors, total = re.search(r"RESULT (\S+) (\S+) (\S+) (\d+) (\d+)", out).groups()
-    return {"rps": float(rps), "p50_ms": float(p50), "p99_ms": float(p99), "errors": int(errors), "requests": int(total)}
+    return {"rps": float(rps), "p50_ms": float(p50), "p99_ms": float(p99),
+            "errors": int(errors), "requests": int(total)}
 
 
 def paced(host: str, path_for, rate: float, seconds: float, clients: int = 8, split=None,
@@ -145,8 +146,9 @@ def redis_benchmark(redis_port: int, requests: int) -> float:
     env = find_redis().env()
     subprocess.run([str(find_redis().cli), "-p", str(redis_port), "TS.CREATE", "bench:raw", "DUPLICATE_POLICY", "LAST"],
                    env=env, capture_output=True, check=True)
-    out = subprocess.run([str(bench), "-p", str(redis_port), "-c", "1", "-n", str(requests), "-q",
-                          "TS.ADD", "bench:raw", "*", "1.5"], env=env, capture_output=True, text=True, check=True).stdout
+    command = [str(bench), "-p", str(redis_port), "-c", "1", "-n", str(requests), "-q",
+               "TS.ADD", "bench:raw", "*", "1.5"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     return float(re.search(r"([\d.]+) requests per second", out.replace(",", "")).group(1))
 
 
@@ -196,7 +198,8 @@ def report(r: dict) -> None:
     nuevo, det = r["nuevo"], r["detectar"]
     ratio = r["history_1m"]["p99_ms"] / r["history_1k"]["p99_ms"]
     rows = [
-        ("/nuevo throughput", f"{nuevo['rps']:,.0f} req/s", f">= {TARGETS['nuevo_rps']:,.0f}", nuevo["rps"] >= TARGETS["nuevo_rps"]),
+        ("/nuevo throughput", f"{nuevo['rps']:,.0f} req/s", f">= {TARGETS['nuevo_rps']:,.0f}",
+         nuevo["rps"] >= TARGETS["nuevo_rps"]),
         ("/nuevo p50 / p99", f"{nuevo['p50_ms']:.2f} / {nuevo['p99_ms']:.2f} ms", "", None),
         ("/nuevo errors", f"{nuevo['errors']} of {nuevo['requests']:,}", "0", nuevo["errors"] == 0),
         (f"/detectar p50 / p99 @ {det['rate']:.0f}/s", f"{det['p50_ms']:.2f} / {det['p99_ms']:.2f} ms",

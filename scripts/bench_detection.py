@@ -91,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
                 get(web_port, "/detectar?dato=20.0&sensor=warmup")
             for pid, rss, tf in worker_rss(web.pid):
                 print(f"worker {pid}: RSS {rss:.1f} MiB, TensorFlow mapped: {tf}")
-            load = paced(f"127.0.0.1:{web_port}", lambda client, n: f"/detectar?dato={20 + 0.01 * (n % 7)}&sensor=b{client % 4}",
-                         args.rate, args.seconds, clients=16, headers={"Accept": "application/json", "X-API-Key": API_KEY})
-            print(f"/detectar over {args.backend} at {args.rate:.0f} req/s for {args.seconds:.0f} s: n={load['requests']} "
+            load = paced(f"127.0.0.1:{web_port}",
+                         lambda client, n: f"/detectar?dato={20 + 0.01 * (n % 7)}&sensor=b{client % 4}",
+                         args.rate, args.seconds, clients=16,
+                         headers={"Accept": "application/json", "X-API-Key": API_KEY})
+            print(f"/detectar over {args.backend} at {args.rate:.0f} req/s for {args.seconds:.0f} s: "
+                  f"n={load['requests']} "
                   f"p50={load['p50_ms']:.2f} ms p99={load['p99_ms']:.2f} ms max={load['max_ms']:.1f} ms "
                   f"errors={load['errors']}")
         finally:

@@ -312,7 +312,8 @@ def _plot(path: Path, times, values, n, windows, stamps, alarms, name, levels) -
     top.plot((stamps - t0) / 3600.0, levels, lw=1.0, ls="--", color="tab:green", label="reference level")
     top.axvspan(hours[0], hours[n - 1], color="0.85", label="baseline (fit)")
     for i, (s, e) in enumerate(windows):
-        top.axvspan((s - t0) / 3600, (e - t0) / 3600, color="tab:orange", alpha=0.3, label="labelled" if i == 0 else None)
+        top.axvspan((s - t0) / 3600, (e - t0) / 3600, color="tab:orange", alpha=0.3,
+                    label="labelled" if i == 0 else None)
     top.set_title(name)
     top.legend(loc="upper left", fontsize=8)
     for row, (label, flags) in enumerate(alarms.items()):
@@ -340,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, help="with --suite: also write the markdown table here")
     parser.add_argument("--only", help="with --suite: only the series whose name contains this")
     parser.add_argument("--cache", type=Path, help="with --suite: keep and reuse trained models here (iteration)")
-    parser.add_argument("--groups", help="with --suite: comma-separated groups (nab-real, nab-artificial, skab, simulator)")
+    parser.add_argument("--groups",
+                        help="with --suite: comma-separated groups (nab-real, nab-artificial, skab, simulator)")
     parser.add_argument("--false-alarm-rate", type=float, default=FALSE_ALARM_RATE,
                         help="each detector's calibrated false-alarm rate per window (one value for all series)")
     args = parser.parse_args(argv)

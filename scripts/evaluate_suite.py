@@ -303,10 +303,12 @@ def render(groups: dict, field: dict[str, float] | None = None) -> str:
     lines = ["**Per group** (mean NAB standard score per series with windows; the vote's false-alarm "
              "incidents against the best single detector's at equal or better recall)", "",
              "| group | vote NAB | best single detector NAB | z-score baseline NAB | vote caught / windows "
-             "| vote false-alarm incidents | ratio to best single at the vote's recall | vote critical on readings back in range |",
+             "| vote false-alarm incidents | ratio to best single at the vote's recall "
+             "| vote critical on readings back in range |",
              "|---|---|---|---|---|---|---|---|"]
     for o in overview(groups):
-        ratio = "–" if o["ratio_best"] is None else f"{o['ratio'] if o['ratio'] is not None else '∞'} ({o['ratio_best']})"
+        shown = o["ratio"] if o["ratio"] is not None else "∞"
+        ratio = "–" if o["ratio_best"] is None else f"{shown} ({o['ratio_best']})"
         lines.append(f"| {o['group']} | **{_nab(o['vote'])}** | {_nab(o['best_nab'])} ({o['best']}) | "
                      f"{_nab(o['baseline'])} | {o['caught']} / {o['windows']} | {o['false_alarms']} | {ratio} | "
                      f"{o['back_in_range']} |")
@@ -323,9 +325,13 @@ def render(groups: dict, field: dict[str, float] | None = None) -> str:
             vote_label = f"**vote ({quorum[0]} of {quorum[1]})**" if quorum else "**vote**"
             label = {"vote": vote_label, BASELINE: "z-score baseline (newest reading)"}.get(detector, detector)
             matched = g.get("at_vote_recall")
-            at_vote = f"{matched['false_alarms']} (×{matched['factor']:g})" if matched else ("–" if detector == "vote" else "cannot")
+            if matched:
+                at_vote = f"{matched['false_alarms']} (×{matched['factor']:g})"
+            else:
+                at_vote = "–" if detector == "vote" else "cannot"
+            delay = g["mean_delay_s"] if g["mean_delay_s"] is not None else "–"
             lines.append(f"| {label} | {g['caught']} / {g['windows']} | {g['false_alarms']} | "
-                         f"{g['false_alarms_per_day']} | {g['mean_delay_s'] if g['mean_delay_s'] is not None else '–'} | "
+                         f"{g['false_alarms_per_day']} | {delay} | "
                          f"{_nab(g['nab_standard'])} | {at_vote} | {g.get('back_in_range', 0)} |")
         if name == "nab-real" and field:
             lines += ["", "NAB's published detectors on the same files (NAB scored their alarmed rows; the rows "
@@ -335,7 +341,8 @@ def render(groups: dict, field: dict[str, float] | None = None) -> str:
         if target["best"]:
             lines.append(f"\nAt the vote's recall the best single detector is **{target['best']}** with "
                          f"{target['best_false_alarms']} false-alarm incidents; the vote has "
-                         f"{group['vote']['false_alarms']} (ratio {target['ratio'] if target['ratio'] is not None else '∞'}, "
+                         f"{group['vote']['false_alarms']} "
+                         f"(ratio {target['ratio'] if target['ratio'] is not None else '∞'}, "
                          f"target ≤ 1.0: **{'met' if target['met'] else 'not met'}**"
                          f"{'' if group['vote']['caught'] else ', the vote catching none'}).")
         lines.append("")

@@ -1,16 +1,17 @@
 """Hostile-input fuzzing of the web tier over HTTP: ``make fuzz`` (``python -m scripts.fuzz``).
 
 A seeded generator sends requests to every endpoint (bad numbers, NaN/inf, huge and deeply
-nested bodies, malformed JSON, bad sensor ids, path and query junk, wrong methods and
-content types, plus valid readings and aggregates so acceptance is exercised too, and the
-attacks of issue 10: event amplification, label cardinality, epoch poisoning, a flood of new
-sensor ids) and checks two promises after each one: no answer is a 5xx, and a rejected request (4xx) leaves Redis as it was: the same
-keys under the prefix, each time series with the same sample count, each stream, hash and
-string unchanged. Only accepted requests may add. At the end, no HTTP method or group name the
-generator made up may be a label value in ``/metrics``, no poisoned epoch may have moved the
-fenced group's fence, and no more plain sensors than ``MAX_SENSORS`` may be stored. Without ``--url`` it
-starts its own local stack on free ports (ZooKeeper, Redis, web under gunicorn; no edge nodes, whose
-writes would blur the check) and stops it after. Exit status 1 on any violation.
+nested bodies, malformed JSON, bad sensor ids, path and query junk, wrong methods and content
+types, plus valid readings and aggregates so acceptance is exercised too, and the attacks of
+issue 10: event amplification, label cardinality, epoch poisoning, a flood of new sensor ids)
+and checks two promises after each one: no answer is a 5xx, and a rejected request (4xx) leaves
+Redis as it was: the same keys under the prefix, each time series with the same sample count,
+each stream, hash and string unchanged. Only accepted requests may add. At the end, no HTTP
+method or group name the generator made up may be a label value in ``/metrics``, no poisoned
+epoch may have moved the fenced group's fence, and no more plain sensors than ``MAX_SENSORS``
+may be stored. Without ``--url`` it starts its own local stack on free ports (ZooKeeper, Redis,
+web under gunicorn; no edge nodes, whose writes would blur the check) and stops it after. Exit
+status 1 on any violation.
 
     python -m scripts.fuzz --requests 10000 --seed 1
 """
@@ -30,7 +31,8 @@ from collections import Counter
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
+from typing import Sequence
 from urllib.parse import quote
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
@@ -162,7 +164,8 @@ class Generator:
             valid[: self.rng.randint(0, len(valid) - 1)], valid + "}", valid.replace(":", "=", 1), "",
             "null", "[]", "{}", '{"value": NaN}', "[" * 50_000 + "]" * 50_000, '{"a":' * 20_000, "\xff\xfe",
             valid.replace('"value": ', '"value": Infinity, "x": '), '"' + "a" * 1000])
-        headers = {"Content-Type": self.rng.choice(["application/json", "text/plain", "application/x-www-form-urlencoded",
+        headers = {"Content-Type": self.rng.choice(["application/json", "text/plain",
+                                                    "application/x-www-form-urlencoded",
                                                     "application/json; charset=latin-1", ""])}
         return Request("POST", "/api/v1/readings", body.encode("utf-8", "surrogatepass"), headers)
 
@@ -196,7 +199,8 @@ class Generator:
         return Request(self.rng.choice(["GET"] * 4 + METHODS), path)
 
     def junk_path(self) -> Request:
-        return Request(self.rng.choice(METHODS), self.rng.choice(JUNK_PATHS), b"{}" if self.rng.random() < 0.3 else None)
+        body = b"{}" if self.rng.random() < 0.3 else None
+        return Request(self.rng.choice(METHODS), self.rng.choice(JUNK_PATHS), body)
 
     def long_query(self) -> Request:
         return Request("GET", f"/listar?sensor=s1&x={'a' * self.rng.choice([2100, 8000])}")
@@ -333,7 +337,8 @@ def fuzz(base_url: str, client: redis.Redis, prefix: str, requests: int, seed: i
     # The first judgement of a full window runs the learned detectors' models for the first
     # time (over 10 s on a busy machine): once, before the checks, so no request times out on it.
     for n in range(WARM_UP_READINGS):
-        send(split.hostname, split.port, Request("GET", f"/detectar?dato={20 + n % 2}&sensor=fuzz-warm-up"), timeout=120)
+        warm_up = Request("GET", f"/detectar?dato={20 + n % 2}&sensor=fuzz-warm-up")
+        send(split.hostname, split.port, warm_up, timeout=120)
     before = state.take()
     started = time.monotonic()
     for n in range(1, requests + 1):

@@ -235,7 +235,8 @@ def soak(minutes: float, rate: float, warmup_s: float, redis_mode: str) -> dict:
     return {"minutes": minutes, "rate": rate, "edge_nodes": has_edge, "redis": redis_mode, "warmup_s": warmup_s,
             **summary(took, len(load.errors)), "after_warmup": after_warmup,
             "error_examples": sorted({e for _, e in load.errors})[:10],
-            "rss_start_kib": samples[0]["rss_kib"], "rss_warm_kib": warm["rss_kib"], "rss_end_kib": samples[-1]["rss_kib"],
+            "rss_start_kib": samples[0]["rss_kib"], "rss_warm_kib": warm["rss_kib"],
+            "rss_end_kib": samples[-1]["rss_kib"],
             "rss_growth_after_warmup_pct": growth(warm, samples[-1]),
             "redis_used_memory": [samples[0]["redis_used_memory"], samples[-1]["redis_used_memory"]],
             "redis_keys": [samples[0]["redis_keys"], warm["redis_keys"], samples[-1]["redis_keys"]],
@@ -264,9 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"warm-up p50 {warm['p50_ms']} ms, p99 {warm['p99_ms']} ms ({warm['errors']} errors)")
     for name, end in result["rss_end_kib"].items():
         print(f"  RSS {name:<14} start {(result['rss_start_kib'].get(name) or 0) / 1024:7.1f} MiB, "
-              f"after warm-up {(result['rss_warm_kib'].get(name) or 0) / 1024:7.1f} MiB, end {(end or 0) / 1024:7.1f} MiB "
+              f"after warm-up {(result['rss_warm_kib'].get(name) or 0) / 1024:7.1f} MiB, "
+              f"end {(end or 0) / 1024:7.1f} MiB "
               f"({result['rss_growth_after_warmup_pct'][name]} % since warm-up)")
-    print(f"  Redis used_memory {result['redis_used_memory'][0] / 2**20:.1f} -> {result['redis_used_memory'][1] / 2**20:.1f} MiB, "
+    used_before, used_after = (used / 2**20 for used in result["redis_used_memory"][:2])
+    print(f"  Redis used_memory {used_before:.1f} -> {used_after:.1f} MiB, "
           f"keys {' -> '.join(map(str, result['redis_keys']))} (start, warm, end); "
           f"ZooKeeper znodes {result['zk_znodes'][0]} -> {result['zk_znodes'][1]}")
     print(f"  wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")

@@ -444,7 +444,8 @@ def updating(engine: Engine) -> list[str]:
     out = engine.docker("service", "inspect", "--format",
                         "{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", *names).stdout
     return [line.split()[0] for line in out.splitlines()
-            if len(line.split()) > 1 and line.split()[1] in {"updating", "rollback_started", "paused", "rollback_paused"}]
+            if len(line.split()) > 1
+            and line.split()[1] in {"updating", "rollback_started", "paused", "rollback_paused"}]
 
 
 def wait_converged(engine: Engine, timeout: float = 600) -> float:
@@ -513,7 +514,8 @@ def down() -> int:
         if not left:
             break
         time.sleep(1)
-    volumes = engine.docker("volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}").stdout.split()
+    label = f"label=com.docker.stack.namespace={STACK}"
+    volumes = engine.docker("volume", "ls", "-q", "--filter", label).stdout.split()
     if volumes:
         engine.docker("volume", "rm", *volumes, check=False)
         info(f"{len(volumes)} volumes removed")

@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     from webapp.detection.training import train_detectors
 
     if args.csv:
-        (times, values), source = csv_series(args.csv, args.value_column), f"csv:{Path(args.csv).name}:{args.value_column}"
+        times, values = csv_series(args.csv, args.value_column)
+        source = f"csv:{Path(args.csv).name}:{args.value_column}"
     elif args.from_redis:
         (times, values), source = redis_series(args.from_redis, args.readings), f"redis:{args.from_redis}"
     else:

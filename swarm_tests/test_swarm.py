@@ -10,8 +10,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import requests
-
 from scripts import swarm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +127,8 @@ def test_the_web_image_has_no_tensorflow_and_its_size_is_printed(stack):
     image = stack.service_image("web")
     size = int(stack.docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
     probe = stack.docker("run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c",
-                         "import importlib.util as u; print(u.find_spec('tensorflow'), u.find_spec('flask') is not None)")
+                         "import importlib.util as u; "
+                         "print(u.find_spec('tensorflow'), u.find_spec('flask') is not None)")
     print(f"\n    web image {image}: {size / 1e6:.0f} MB; find_spec(tensorflow), flask: {probe.stdout.strip()}")
     assert probe.stdout.split() == ["None", "True"]
     assert size < 600e6

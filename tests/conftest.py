@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
+from typing import Iterator
 
 import pytest
 import redis

@@ -77,7 +77,8 @@ def test_incident_opens_once_escalates_and_closes(redis_client, redis_prefix):
     assert seen == ["opened", "ongoing", "escalated", "ongoing", "ongoing", "ongoing", "ongoing",
                     "ongoing", "ongoing", "closed", "none"]
     queued = [json.loads(f["alert"]) for _, f in redis_client.xrange(incidents.stream)]
-    assert [(a["transition"], a["incident"]) for a in queued] == [("opened", "s#1"), ("escalated", "s#1"), ("closed", "s#1")]
+    assert [(a["transition"], a["incident"]) for a in queued] == [
+        ("opened", "s#1"), ("escalated", "s#1"), ("closed", "s#1")]
 
 
 def test_opening_alerts_are_rate_limited_per_subject(redis_client, redis_prefix):

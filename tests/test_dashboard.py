@@ -45,8 +45,10 @@ def render(url: str, tmp_path: Path, screenshot: Path | None = None) -> str:
     profile = tmp_path / f"chromium-{len(list(tmp_path.iterdir()))}"
     flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=6000", "--window-size=1280,1000"]
     if screenshot is not None:
-        subprocess.run([chromium(), *flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=90, check=True)
-    done = subprocess.run([chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=90, check=True)
+        subprocess.run([chromium(), *flags, f"--screenshot={screenshot}", url],
+                       capture_output=True, timeout=90, check=True)
+    done = subprocess.run([chromium(), *flags, "--dump-dom", url],
+                          capture_output=True, text=True, timeout=90, check=True)
     return done.stdout
 
 

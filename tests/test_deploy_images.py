@@ -203,7 +203,8 @@ def test_grafana_reaches_prometheus_by_its_service_name(stack):
     grafana = stack["services"]["grafana"]
     target = config_targets(grafana)["grafana_datasource_prometheus"]
     assert target.startswith("/etc/grafana/provisioning/datasources/")
-    (source,) = yaml.safe_load((ROOT / stack["configs"]["grafana_datasource_prometheus"]["file"]).read_text())["datasources"]
+    datasource = ROOT / stack["configs"]["grafana_datasource_prometheus"]["file"]
+    (source,) = yaml.safe_load(datasource.read_text())["datasources"]
     assert source["url"] == "http://prometheus:9090" and "prometheus" in stack["services"]
 
 

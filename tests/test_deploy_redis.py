@@ -33,8 +33,9 @@ def stack() -> dict:
 
 def test_redis_master_replica_and_three_sentinels(stack):
     services = stack["services"]
-    servers = [n for n, s in services.items() if "redis-stack-server" in str(s["image"]) and s["command"][0] == "server"]
-    sentinels = [n for n, s in services.items() if "redis-stack-server" in str(s["image"]) and s["command"][0] == "sentinel"]
+    redis_stack = {n: s for n, s in services.items() if "redis-stack-server" in str(s["image"])}
+    servers = [n for n, s in redis_stack.items() if s["command"][0] == "server"]
+    sentinels = [n for n, s in redis_stack.items() if s["command"][0] == "sentinel"]
     assert len(servers) == 2 and len(sentinels) == 3
     for name in servers + sentinels:
         assert re.fullmatch(r"redis/redis-stack-server:\d+\.\d+\.\d+-v\d+", services[name]["image"])
@@ -120,7 +121,8 @@ def test_redis_and_sentinel_files_run_on_real_redis_stack(tmp_path):
         assert master.config_get("min-replicas-to-write")["min-replicas-to-write"] == "1"
 
         master.execute_command("TS.ADD", "t:deploy", 1000, 21.5)
-        wait_until(lambda: replica.exists("t:deploy") and replica.execute_command("TS.GET", "t:deploy"), 10, "sample replicated")
+        wait_until(lambda: replica.exists("t:deploy") and replica.execute_command("TS.GET", "t:deploy"), 10,
+                   "sample replicated")
 
         health = files.env(paths, tmp_path, AEROGUARD_REDIS_PORT=str(master_port))
         assert subprocess.run(entrypoint + ["health", "server"], env=health, timeout=10).returncode == 0

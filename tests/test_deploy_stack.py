@@ -27,8 +27,8 @@ from tests.deploy_files import load_stack
 from tests.deploy_files import named_volumes
 from tests.deploy_files import names
 from tests.deploy_files import published_ports
-from tests.deploy_files import serving_dockerfile
 from tests.deploy_files import services_using
+from tests.deploy_files import serving_dockerfile
 from tests.deploy_files import uses_app_image
 
 UPDATE_FAILURE_ACTIONS = {"continue", "rollback", "pause"}
@@ -173,7 +173,8 @@ def test_services_of_the_app_image_have_a_healthcheck_that_fits_them(stack):
     for name in services_using(stack, uses_app_image):
         service = stack["services"][name]
         if "command" in service:
-            assert service.get("healthcheck", {}).get("disable") is True or "test" in service.get("healthcheck", {}), name
+            healthcheck = service.get("healthcheck", {})
+            assert healthcheck.get("disable") is True or "test" in healthcheck, name
 
 
 def test_only_user_facing_ports_are_published(stack):

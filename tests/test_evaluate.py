@@ -79,7 +79,8 @@ def test_evaluate_writes_verdicts_summary_and_plot(tmp_path):
     windows = [(900.0, 913.0), (1100.0, 1129.0)]
     summary = evaluate.evaluate(times, values, windows, 600, tmp_path, "sim", epochs=3)
     results = summary["results"]
-    assert set(results) == {"physical", "isolation_forest", "autoencoder", "lstm", "context", "seasonal", "zscore", "vote"}
+    assert set(results) == {"physical", "isolation_forest", "autoencoder", "lstm", "context", "seasonal", "zscore",
+                            "vote"}
     assert all("back_in_range" in r for r in results.values())
     assert results["vote"]["windows"] == 2 and results["vote"]["caught"] >= 1
     assert summary["replayed"] == 800 - 20  # dropouts are not judged
@@ -89,8 +90,9 @@ def test_evaluate_writes_verdicts_summary_and_plot(tmp_path):
     assert {"timestamp", "value", "verdict", "lstm_vote", "lstm_score"} <= set(rows[0])
     assert (tmp_path / "plot.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "summary.json").read_text())["results"] == results
-    assert "reference_level" in rows[0] and set(summary["thresholds"]) == {"physical", "isolation_forest",
-                                                                          "autoencoder", "lstm", "context", "seasonal", "zscore"}
+    assert "reference_level" in rows[0]
+    assert set(summary["thresholds"]) == {"physical", "isolation_forest", "autoencoder", "lstm", "context", "seasonal",
+                                          "zscore"}
     for detector, curve in summary["sweep"].items():  # a stricter threshold never catches more
         assert [p[0] for p in curve] == list(evaluate.SWEEP), detector
         assert all(a[1] >= b[1] for a, b in zip(curve, curve[1:])), (detector, curve)

@@ -300,7 +300,8 @@ def test_verdict_panel_shows_the_critical_anomaly_and_the_event_tables_their_kin
     panels = {panel["title"]: panel for panel in board["panels"]}
     verdicts = demo.run(panels["Verdicts"]["targets"][0], *demo.panel_range(panels["Verdicts"]))
     assert max(float(value) for _, value in verdicts) == 2.0
-    for title, kind in (("Sensor-fault events", "sensor_fault"), ("Anomalies (warning and critical decisions)", "decision")):
+    for title, kind in (("Sensor-fault events", "sensor_fault"),
+                        ("Anomalies (warning and critical decisions)", "decision")):
         panel = panels[title]
         entries = demo.run(panel["targets"][0], *demo.panel_range(panel))
         events = [json.loads(fields["event"]) for _, fields in entries]   # redis-py pairs up the fields

@@ -110,7 +110,8 @@ def test_healthz_answers_within_the_healthcheck_timeout_while_redis_is_stalled(w
     for thread in threads:
         thread.join(40)
     print(f"\n/healthz during an {STALL_S:.0f} s Redis stall with {CLIENTS} clients on /nuevo: "
-          f"{len(health)} probes, max {max(health):.3f} s, budget {budget:.0f} s; /readyz {ready} in {ready_took:.3f} s")
+          f"{len(health)} probes, max {max(health):.3f} s, budget {budget:.0f} s; "
+          f"/readyz {ready} in {ready_took:.3f} s")
     assert max(health) < budget
     assert ready == 503 and ready_took < 1.5
     assert 503 in answers  # the stall was seen: refused, not queued

@@ -12,9 +12,9 @@ from scripts import evaluate
 from scripts import independence
 from scripts.evaluate import DETECTORS
 from scripts.evaluate import WINDOW
+from webapp.detection.incidents import score_alarms
 
 FOUR = DETECTORS[:4]  # the synthetic suites predate the context detector: it abstains there
-from webapp.detection.incidents import score_alarms
 
 
 def _series(stamps, windows, ratios, vote=None):

@@ -187,7 +187,7 @@ def test_grafana_holds_only_its_read_only_redis_password(stack):
 
 def test_grafana_acl_covers_the_web_tiers_key_prefix():
     conf = (ROOT / "redis/redis.conf").read_text(encoding="utf-8")
-    (line,) = [l for l in conf.splitlines() if l.startswith("user grafana ")]
+    (line,) = [each for each in conf.splitlines() if each.startswith("user grafana ")]
     assert line.split()[2] == "off", "the password is added by the entrypoint, never in git"
     assert f"~{Settings().key_prefix}*" in line.split()
 
@@ -453,7 +453,8 @@ def test_grafana_on_a_sentinel_finds_the_master_and_can_do_nothing_else(secured)
     with secured.client(port, username="grafana", password=GRAFANA_PASSWORD) as grafana:
         # What the plugin's radix Sentinel client runs.
         assert grafana.ping()
-        assert grafana.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)[1] == str(secured.master_port)
+        master_addr = grafana.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+        assert master_addr[1] == str(secured.master_port)
         assert grafana.execute_command("SENTINEL", "MASTER", MASTER_NAME)
         grafana.execute_command("SENTINEL", "SLAVES", MASTER_NAME)
         grafana.execute_command("SENTINEL", "SENTINELS", MASTER_NAME)

@@ -45,7 +45,8 @@ def test_concurrent_writers_never_share_a_timestamp(redis_server, settings):
     times = [t for t, _ in samples]
     assert all(a < b for a, b in zip(times, times[1:]))
     assert sorted(stamps) == times
-    assert sorted(v for _, v in samples) == sorted(float(w * 1000 + i) for w in range(WRITERS) for i in range(PER_WRITER))
+    written = (float(w * 1000 + i) for w in range(WRITERS) for i in range(PER_WRITER))
+    assert sorted(v for _, v in samples) == sorted(written)
     for c in clients:
         c.close()
 

@@ -35,7 +35,8 @@ def trained(tmp_path_factory, series):
 def test_writes_a_version_of_every_model_and_the_manifest(trained):
     models, entries = trained
     assert set(entries) == {"isolation_forest", "autoencoder", "lstm", "context"}
-    assert entries["context"]["params"]["context"] == entries["context"]["window_size"] - entries["context"]["params"]["tail"]
+    context = entries["context"]
+    assert context["params"]["context"] == context["window_size"] - context["params"]["tail"]
     for name in ("autoencoder", "lstm"):
         assert (models / name / "1" / "saved_model.pb").is_file()
     assert (models / "isolation_forest" / "1" / "forest.npz").is_file()

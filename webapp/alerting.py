@@ -167,7 +167,8 @@ class Incidents:
                 metrics.ALERTS.labels(transition, "suppressed").inc()
             else:
                 body = {**alert, "subject": subject, "incident": f"{subject}#{incident}", "transition": transition}
-                self.client.xadd(self.stream, {"alert": json.dumps(body, sort_keys=True)}, maxlen=10_000, approximate=True)
+                self.client.xadd(self.stream, {"alert": json.dumps(body, sort_keys=True)},
+                                 maxlen=10_000, approximate=True)
                 metrics.ALERTS.labels(transition, "queued").inc()
         return transition
 

@@ -20,9 +20,9 @@ from kazoo.exceptions import NoNodeError
 from kazoo.recipe.election import Election
 from kazoo.recipe.queue import LockingQueue
 
-from webapp.auth import check_admin_key
 from contracts import ContractError
 from contracts import config as contract
+from webapp.auth import check_admin_key
 from webapp.errors import BadInput
 from webapp.errors import DependencyUnavailable
 from webapp.responses import respond

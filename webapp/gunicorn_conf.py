@@ -35,7 +35,6 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 # sets PROMETHEUS_MULTIPROC_DIR beforehand (found by `make swarm-test`).
 from prometheus_client import multiprocess  # noqa: E402
 
-
 # Drain (GUNICORN_DRAIN_S, 0 by default; the swarm stack sets it): on SIGTERM the workers go on
 # serving that long before they stop accepting. Swarm takes a stopping task out of DNS first, and
 # HAProxy needs a moment to drop it; without the pause each replaced task cost a client a 502

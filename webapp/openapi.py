@@ -66,14 +66,16 @@ SPEC = {
                                       "parameters": [_SENSOR, _COUNT], "responses": _answers(200, 400, 503)}},
         "/api/v1/cluster": {"get": {"summary": "Edge groups, leaders, epochs, nodes, config",
                                     "responses": _answers(200, 503)}},
-        "/api/v1/config": {"put": {"summary": "Change the cluster configuration (hot), or one group's", "security": _KEY,
+        "/api/v1/config": {"put": {"summary": "Change the cluster configuration (hot), or one group's",
+                                   "security": _KEY,
                                    "parameters": [{"name": "group", "in": "query", "required": False,
                                                    "schema": {"type": "string", "pattern": f"^{SENSOR_PATTERN}$"}}],
                                    "requestBody": {"required": True,
                                                    "content": {"application/json": {"schema": {"type": "object"}}}},
                                    "responses": _answers(200, 400, 401, 403, 503)}},
         "/": {"get": {"summary": "The built-in dashboard (HTML)",
-                      "responses": {"200": {"description": "page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+                      "responses": {"200": {"description": "page",
+                                            "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/api/v1/sensors": {"get": {
             "summary": "Sensors in id order with their newest reading and verdict, a page at a time",
             "description": "At most `count` sensors (default 100, at most 1000) whose id sorts after `after`; "

@@ -4,7 +4,8 @@ Every key is built by `Keys`. A reading is stored by one Lua script that gives t
 timestamp strictly after the series' newest, so concurrent writers never overwrite each
 other; for edge aggregates the same script applies the epoch fence and the
 ``group:epoch:round`` idempotency check in the same atomic step. A second script creates a
-sensor's series (labels, retention, compaction rules) the first time it is written. Needs the RedisTimeSeries module (1.8 or later).
+sensor's series (labels, retention, compaction rules) the first time it is written. Needs the
+RedisTimeSeries module (1.8 or later).
 """
 from __future__ import annotations
 

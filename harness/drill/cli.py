@@ -40,7 +40,6 @@ from harness.process import ROOT
 from harness.process import ServerError
 from harness.stack.config import StackConfig
 
-
 FAULTS = ("leader_kill9", "leader_sigterm", "leader_paused", "zk_follower_down", "zk_leader_down",
           "quorum_lost", "follower_kill9", "web_down", "reconfig")
 
@@ -78,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.drill", description=__doc__.split("\n\n")[0])
     parser.add_argument("--own-stack", action="store_true",
                         help="bring up a private stack (and remove it) instead of using the `make up` one")
-    parser.add_argument("--state-dir", type=Path, help="the `make up` stack's folder (default .run or AEROGUARD_RUN_DIR)")
+    parser.add_argument("--state-dir", type=Path,
+                        help="the `make up` stack's folder (default .run or AEROGUARD_RUN_DIR)")
     parser.add_argument("--period", type=float, help="sampling period (s); --own-stack only (default 1)")
     parser.add_argument("--session-timeout", type=float,
                         help="edge ZooKeeper session timeout T (s); --own-stack only (default 2)")

@@ -231,7 +231,8 @@ class Drill:
         edge.kill()
         row.recovery_s = self.next_stored(row.started) - row.started
         nodes = f"{self.stack.root}/groups/{self.stack.group}/nodes"
-        gone = wait_until(lambda: edge.node_id not in self.zk.get_children(nodes), 30, "the dead follower left discovery")
+        gone = wait_until(lambda: edge.node_id not in self.zk.get_children(nodes), 30,
+                          "the dead follower left discovery")
         row.notes = f"left discovery after {time.time() - row.started:.1f} s" if gone else ""
         self.restart(edge)
         return row

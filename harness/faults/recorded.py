@@ -84,7 +84,8 @@ class RecordedEdge(RecordedProcess):
 
 
 class RecordedEnsemble:
-    """The running stack's ZooKeeper nodes: killed by their recorded PID, restarted by `harness.stack.launcher.restart`."""
+    """The running stack's ZooKeeper nodes: killed by their recorded PID, restarted by
+    `harness.stack.launcher.restart`."""
 
     def __init__(self, config: StackConfig, stack: dict) -> None:
         self.config = config

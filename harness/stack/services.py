@@ -13,7 +13,10 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable
+from typing import Mapping
+from typing import Protocol
+from typing import Sequence
 
 from harness.process import LOOPBACK
 from harness.process import ROOT

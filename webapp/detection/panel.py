@@ -13,20 +13,20 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from webapp.config import Settings
-from webapp.detection.iforest import IsolationForestDetector
+from webapp.detection.base import Window
 from webapp.detection.context import ContextDetector
+from webapp.detection.drift import DriftFollower
+from webapp.detection.iforest import IsolationForestDetector
 from webapp.detection.manifest import CALIBRATED
 from webapp.detection.manifest import ManifestError
 from webapp.detection.manifest import load_manifest
 from webapp.detection.manifest import resolve_models_dir
 from webapp.detection.neural import AutoencoderDetector
 from webapp.detection.neural import LSTMDetector
+from webapp.detection.peaks import RecentPeaks
 from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
 from webapp.detection.physical import PhysicalRule
 from webapp.detection.seasonal import SeasonalDetector
-from webapp.detection.base import Window
-from webapp.detection.drift import DriftFollower
-from webapp.detection.peaks import RecentPeaks
 from webapp.detection.vote import Abstainer
 from webapp.detection.vote import Decision
 from webapp.detection.vote import Panel
@@ -61,8 +61,10 @@ class ConcurrentPanel(Panel):
         moved = self.follower.move(window, level) if self.follower else window
         seen = [window if v.absolute else moved for v in self.voters]
         bars = [self._bar(peaks, v.name, window) for v in self.voters]
-        pending = {i: pool.submit(v.ballot, seen[i], bars[i]) for i, v in enumerate(self.voters) if v.name in self.remote}
-        ballots = [pending[i].result() if i in pending else v.ballot(seen[i], bars[i]) for i, v in enumerate(self.voters)]
+        pending = {i: pool.submit(v.ballot, seen[i], bars[i])
+                   for i, v in enumerate(self.voters) if v.name in self.remote}
+        ballots = [pending[i].result() if i in pending else v.ballot(seen[i], bars[i])
+                   for i, v in enumerate(self.voters)]
         return self._decide(ballots, level)
 
 SERVED = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}
@@ -99,7 +101,8 @@ def build_panel(settings: Settings, backend=None) -> Panel:
         if entry.window_size > settings.window_size and entry.params is None:
             log.warning("%s needs %d readings but WINDOW_SIZE is %d: it will abstain",
                         name, entry.window_size, settings.window_size)
-        threshold = settings.threshold if settings.threshold is not None and name == settings.model_name else entry.threshold
+        overridden = settings.threshold is not None and name == settings.model_name
+        threshold = settings.threshold if overridden else entry.threshold
         try:
             detector = _detector(settings, entry, backend)
         except OSError as exc:

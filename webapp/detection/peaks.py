@@ -5,10 +5,10 @@ noisier later: a detector then votes on every window for days (measured on NAB's
 the autoencoder and the forest voting on every reading of a CPU series once its spiky weeks
 began). So a detector other than the physical rule votes only when its score is above its
 calibrated threshold *and* above the highest score it gave over about the last `span` readings
-whose verdict was not critical (with `busy` > 0, only once it has voted on that share of them) (HTM's "anomaly likelihood" idea, in its simplest
-form: unusual for this sensor, lately). Readings judged critical never raise the peak, so a
-fault that lasts keeps its votes until it ends, as the reference level never learns a fault
-(`webapp.detection.drift`).
+whose verdict was not critical (with `busy` > 0, only once it has voted on that share of them)
+(HTM's "anomaly likelihood" idea, in its simplest form: unusual for this sensor, lately).
+Readings judged critical never raise the peak, so a fault that lasts keeps its votes until it
+ends, as the reference level never learns a fault (`webapp.detection.drift`).
 
 The peak guards against a normal behaviour that changed over days, so it applies only once
 the sensor has been judged for `WARMUP_S` (a day): in its first day after calibration a

@@ -154,7 +154,8 @@ def prune(models_dir: Path, keep: int) -> None:
     """Delete all but the newest `keep` versions of each learned model."""
     for name in LEARNED:
         folder = models_dir / name
-        versions = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True) if folder.is_dir() else []
+        found = (int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else ()
+        versions = sorted(found, reverse=True)
         for old in versions[keep:]:
             shutil.rmtree(folder / str(old))
 

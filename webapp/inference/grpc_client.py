@@ -14,8 +14,8 @@ import grpc
 import numpy as np
 
 from webapp.inference import aeroguard_tfserving_pb2 as pb
-from webapp.inference.errors import InputRejected
 from webapp.inference.errors import InferenceError
+from webapp.inference.errors import InputRejected
 from webapp.inference.errors import ModelNotFound
 from webapp.inference.errors import ServingTimeout
 from webapp.inference.errors import ServingUnavailable

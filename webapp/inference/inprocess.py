@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from webapp.inference.errors import InputRejected
 from webapp.inference.errors import InferenceError
+from webapp.inference.errors import InputRejected
 from webapp.inference.errors import ModelNotFound
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import threading
 import numpy as np
 import requests
 
-from webapp.inference.errors import InputRejected
 from webapp.inference.errors import InferenceError
+from webapp.inference.errors import InputRejected
 from webapp.inference.errors import ModelNotFound
 from webapp.inference.errors import ServingTimeout
 from webapp.inference.errors import ServingUnavailable
@@ -60,7 +60,8 @@ class RestBackend:
         except ValueError as exc:
             raise InferenceError(f"{url} answered {response.status_code} without JSON") from exc
         if response.status_code != 200:
-            error = _STATUS.get(response.status_code, ServingUnavailable if response.status_code >= 500 else InferenceError)
+            fallback = ServingUnavailable if response.status_code >= 500 else InferenceError
+            error = _STATUS.get(response.status_code, fallback)
             raise error(f"HTTP {response.status_code} from {url}: {payload.get('error', payload)}")
         return payload
 
