@@ -1,0 +1,152 @@
+"""Writes: readings and edge aggregates stored once each (write ids, the epoch fence), the
+series created on first write within the sensor quota, and idle series forgotten."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from webapp.errors import NameTaken
+from webapp.errors import QuotaReached
+from webapp.errors import StoreUnavailable
+from webapp.storage.base import DAY_MS
+from webapp.storage.base import StoreBase
+from webapp.storage.base import _unavailable
+from webapp.storage.scripts import APPEND
+
+FORGET_PER_CREATE = 10  # idle series a new one clears away first: cleanup keeps pace with growth
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What happened to one write: ``stored``, ``duplicate`` (this write id was stored before,
+    at `timestamp`) or ``stale`` (an aggregate's epoch is older than `newest_epoch`)."""
+
+    status: str
+    timestamp: int | None = None
+    newest_epoch: int | None = None
+
+
+class Ingest(StoreBase):
+    """The write side of `webapp.storage.Store` (its scripts are registered by the store)."""
+
+    def _run_append(self, name: str, kind: str, ts: int, value: float, keys: list[str], write: tuple) -> Stored:
+        series = self.keys.series(name, "readings")
+        keys = [series, *keys, *self._registries(kind)]
+        args = [ts, repr(float(value)), *write, name]
+        status, stamp = self._write(keys=keys, args=args)
+        if status == "missing":
+            self._create_series(name, kind, series)
+            status, stamp = self._write(keys=keys, args=args)
+        if status == "conflict":
+            raise NameTaken(name, kind)
+        if status == "stale":
+            return Stored("stale", newest_epoch=int(stamp))
+        return Stored(status, int(stamp))
+
+    def _create_series(self, name: str, kind: str, series: str) -> None:
+        labels = [item for pair in self._labels(name).items() for item in pair]
+        quota = self.settings.max_sensors if kind == "sensors" else 0
+        keys = [series, f"{series}:avg_1m", f"{series}:avg_1h", *self._registries(kind)]
+        args = [self._retention_ms, int(self.settings.minute_retention_days * DAY_MS),
+                int(self.settings.hour_retention_days * DAY_MS), name, quota, *labels]
+        self.forget_idle(kind, limit=FORGET_PER_CREATE)
+        outcome = self._create(keys=keys, args=args)
+        if outcome == "conflict":
+            raise NameTaken(name, kind)
+        if outcome == "full":
+            raise QuotaReached(f"no new sensor: {quota} sensors are live (MAX_SENSORS); an idle one "
+                               f"is forgotten after {self.settings.sensor_idle_days:g} days")
+
+    @_unavailable
+    def forget_idle(self, kind: str, limit: int, now_ms: int | None = None) -> list[str]:
+        """Delete up to `limit` series of `kind` with no write for ``sensor_idle_days``, with
+        every key they have (readings, compactions, scores, votes, verdicts, level, write ids,
+        fence). Each one only if it is still idle when deleted; returns the names forgotten."""
+        registry = self.keys.registry(kind)
+        now_ms = int(self.client.time()[0]) * 1000 if now_ms is None else now_ms
+        cutoff = now_ms - int(self.settings.sensor_idle_days * DAY_MS)
+        forgotten = []
+        for name in self.client.zrangebyscore(registry, "-inf", f"({cutoff}", start=0, num=limit):
+            if self._forget(keys=[registry, *self._keys_of(name)], args=[name, cutoff]):
+                forgotten.append(name)
+        return forgotten
+
+    def _keys_of(self, name: str) -> list[str]:
+        """Every key of one series: its labelled TimeSeries (found by label) and the rest."""
+        labelled = self.client.ts().queryindex([f"ns={self.keys.namespace}", f"sensor={name}"])
+        own = [self.keys.series(name, part) for part in ("readings", "level", "peaks", "writes")]
+        events = [self.keys.event_log(kind, name) for kind in ("decision", "sensor_fault")]
+        events += [self.keys.incident_log(name), self.keys.incident(name)]
+        return sorted({*labelled, *own, *events, self.keys.group(name, "fence"), self.keys.group(name, "done")})
+
+    def _write(self, keys: list[str], args: list) -> list:
+        """Run the append script; with ``wait_replicas``, acknowledge only once replicas have it.
+
+        ``WAIT`` goes in the same non-transactional pipeline as the script, so it runs on the
+        connection that wrote and covers exactly this write (Sentinel keeps no acknowledged
+        write through a failover otherwise: docs/reliability.md).
+        """
+        wanted = self.settings.redis_wait_replicas
+        if not wanted:
+            return self._append(keys=keys, args=args)
+
+        def write_and_wait() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", wanted, self.settings.redis_wait_timeout_ms)
+            return pipe.execute()
+
+        try:
+            result, acked = write_and_wait()
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(APPEND)
+            result, acked = write_and_wait()
+        if result[0] in ("stored", "duplicate") and int(acked) < wanted:
+            raise StoreUnavailable(f"write reached {acked} of {wanted} replica(s) in time: retry")
+        return result
+
+    @_unavailable
+    def append_reading(self, sensor: str, ts: int, value: float, write_id: str | None = None) -> Stored:
+        """Store one reading at `ts` ms, or just after the series' newest sample if later.
+
+        `write_id` makes the write safe to repeat: the same id again within
+        ``idempotency_window_s`` is answered ``Stored("duplicate", ts)`` and stores nothing.
+        Without one, a fresh id still guards against the client library re-sending the
+        script after a timeout. Raises `NameTaken` for an edge group's name and
+        `QuotaReached` when a new sensor would pass ``max_sensors``.
+        """
+        write = (-1, write_id or uuid.uuid4().hex, int(self.settings.idempotency_window_s * 1000))
+        keys = [self.keys.group(sensor, "fence"), self.keys.series(sensor, "writes")]
+        return self._run_append(sensor, "sensors", ts, value, keys, write)
+
+    @_unavailable
+    def append_aggregate(self, group: str, epoch: int, round_: int, ts: int, value: float) -> Stored:
+        """Store an edge aggregate once per ``group:epoch:round``, fenced by epoch.
+
+        Returns ``Stored("stale", newest_epoch=E)`` when `epoch` is older than the newest
+        accepted for the group, and ``Stored("duplicate", ts)`` when this round was stored.
+        Raises `NameTaken` when plain readings already use the group's name.
+        """
+        keys = [self.keys.group(group, "fence"), self.keys.group(group, "done")]
+        return self._run_append(group, "groups", ts, value, keys, (epoch, f"{epoch}:{round_}", self._retention_ms))
+
+    @_unavailable
+    def check_owner(self, names: set[str], kind: str) -> None:
+        """Raise `NameTaken` if the other kind of writer owns one of `names` (the append script
+        checks it again atomically; this lets a list of aggregates be refused before any is stored)."""
+        other = self._registries(kind)[1]
+        pipe = self.client.pipeline(transaction=False)
+        for name in sorted(names):
+            pipe.zscore(other, name)
+        for name, score in zip(sorted(names), pipe.execute()):
+            if score is not None:
+                raise NameTaken(name, kind)
+
+    @_unavailable
+    def group_state(self, group: str) -> dict:
+        """The fence of an edge group: newest accepted epoch, last round and its timestamp,
+        and how many retries were answered as duplicates."""
+        state = self.client.hgetall(self.keys.group(group, "fence"))
+        return {k: int(v) for k, v in state.items()}

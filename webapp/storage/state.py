@@ -1,0 +1,79 @@
+"""What judging a reading reads and writes: the window of newest readings with the reference
+level (and earlier days' means), each ballot's score and vote, the verdict."""
+from __future__ import annotations
+
+from webapp.detection.base import Window
+from webapp.detection.seasonal import day_means
+from webapp.detection.seasonal import spans
+from webapp.detection.vote import Decision
+from webapp.storage.base import StoreBase
+from webapp.storage.base import _unavailable
+
+
+class JudgingState(StoreBase):
+    """The judging side of `webapp.storage.Store`."""
+
+    @_unavailable
+    def is_judged(self, sensor: str, ts: int) -> bool:
+        """Whether the reading of `sensor` at `ts` has a stored verdict."""
+        key = self.keys.series(sensor, "verdict")
+        return bool(self.client.exists(key)) and bool(self.client.ts().range(key, ts, ts))
+
+    @_unavailable
+    def read_judging_state(self, sensor: str, size: int, end: int | str = "+",
+                           seasons: tuple[int, float] | None = None) -> tuple[Window, float | None]:
+        """The newest `size` readings of `sensor` up to `end`, oldest first, and the sensor's
+        reference level (None before its first decision: `webapp.detection.drift`).
+
+        With `seasons` = ``(days, span_s)`` (and `end` a timestamp) the window also carries the
+        sensor's mean reading in the `span_s` ending at the same time on each of the `days`
+        days before (`webapp.detection.seasonal`), read from the one-minute compaction.
+
+        One round trip; the window is one ``TS.REVRANGE … COUNT`` call, whose cost does not
+        grow with the series' history, and each earlier day one short ``TS.RANGE``.
+        """
+        pipe = self.client.ts().pipeline(transaction=False)
+        pipe.revrange(self.keys.series(sensor, "readings"), "-", end, count=size)
+        pipe.execute_command("GET", self.keys.series(sensor, "level"))  # not TS.GET: a plain string
+        days = spans(int(end), *seasons) if seasons and end != "+" else []
+        for start, stop in days:
+            pipe.range(self.keys.series(sensor, "readings", "avg_1m"), start, stop)
+        samples, level, *earlier = pipe.execute()
+        samples.reverse()
+        window = Window(tuple(float(v) for _, v in samples), tuple(int(t) for t, _ in samples), sensor,
+                        seasons=day_means([(int(t), float(v)) for t, v in day] for day in earlier))
+        return window, None if level is None else float(level)
+
+    @_unavailable
+    def record_decision(self, sensor: str, ts: int, decision: Decision, level: float | None = None) -> None:
+        """Store each ballot's score and vote and the verdict at the reading's timestamp, and
+        the sensor's reference level after it (`level`, when the panel follows one)."""
+        ts_pipe = self.client.ts().pipeline(transaction=False)
+        if level is not None:
+            ts_pipe.set(self.keys.series(sensor, "level"), repr(float(level)), px=self._retention_ms)
+        retention = self._retention_ms
+        for ballot in decision.ballots:
+            if ballot.vote is None or ballot.score is None:  # abstained, or nothing to compare with yet
+                continue
+            labels = self._labels(sensor, detector=ballot.detector)
+            ts_pipe.add(self.keys.series(sensor, "score", ballot.detector), ts, ballot.score,
+                        retention_msecs=retention, on_duplicate="last", labels={**labels, "kind": "score"})
+            ts_pipe.add(self.keys.series(sensor, "vote", ballot.detector), ts, int(ballot.vote),
+                        retention_msecs=retention, on_duplicate="last", labels={**labels, "kind": "vote"})
+        ts_pipe.add(self.keys.series(sensor, "verdict"), ts, decision.level, retention_msecs=retention,
+                    on_duplicate="last", labels=self._labels(sensor, kind="verdict"))
+        ts_pipe.execute()
+
+    @_unavailable
+    def latest_ballots(self, sensor: str) -> dict[str, dict]:
+        """The newest stored score and vote of each detector of `sensor`."""
+        ballots: dict[str, dict] = {}
+        for kind in ("score", "vote"):
+            filters = [f"ns={self.keys.namespace}", f"sensor={sensor}", f"kind={kind}"]
+            for entry in self.client.ts().mget(filters, with_labels=True):
+                (_, (labels, ts, value)), = entry.items()
+                if ts is not None:
+                    ballot = ballots.setdefault(labels["detector"], {})
+                    ballot[kind] = bool(value) if kind == "vote" else float(value)
+                    ballot["timestamp"] = max(int(ts), ballot.get("timestamp", 0))
+        return ballots
