@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import requests
 
-from scripts import swarm
+from harness import swarm
 
 WEB = swarm.WEB_URL
 

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from scripts import swarm
+from harness import swarm
 
 ROOT = Path(__file__).resolve().parents[1]
 README_URL = "http://127.0.0.1:8000"

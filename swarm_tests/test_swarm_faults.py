@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from scripts import swarm
+from harness import swarm
 from swarm_tests.load import SteadyLoad
 
 

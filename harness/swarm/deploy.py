@@ -1,0 +1,139 @@
+"""The stack on the swarm: its secrets (made once, kept under ``.run/swarm/secrets``), `docker
+stack deploy` of docker-stack.yml with deploy/swarm-local.yml, and waiting until every service
+has converged."""
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+from harness.process import ROOT
+from harness.swarm.engine import SECRETS_DIR
+from harness.swarm.engine import Engine
+from harness.swarm.engine import SwarmError
+from harness.swarm.engine import info
+
+STACK = "aeroguard"
+STACK_FILES = [ROOT / "docker-stack.yml", ROOT / "deploy" / "swarm-local.yml"]
+WEB_URL = "https://127.0.0.1:8443"
+# Services deploy/swarm-local.yml leaves out: their images cannot be had here.
+OMITTED = ("grafana", "visualizer")
+# The secrets docker-stack.yml names (external), with how each value is made.
+HEX_SECRETS = {
+    "aeroguard_redis_password": 32,
+    "aeroguard_api_keys": 32,
+    "aeroguard_admin_keys": 32,
+    "aeroguard_grafana_admin_password": 16,
+    "aeroguard_redis_grafana_password": 32,
+}
+
+
+def secret_values() -> dict[str, Path]:
+    """The local files holding each secret's value (made once, mode 0600)."""
+    SECRETS_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    files = {}
+    for name, size in HEX_SECRETS.items():
+        path = SECRETS_DIR / name
+        if not path.exists():
+            path.write_text(secrets.token_hex(size))
+            path.chmod(0o600)
+        files[name] = path
+    zk = SECRETS_DIR / "aeroguard_zk_auth"
+    if not zk.exists():
+        zk.write_text(f"aeroguard:{secrets.token_hex(24)}")
+        zk.chmod(0o600)
+    files["aeroguard_zk_auth"] = zk
+    cert, key = SECRETS_DIR / "aeroguard_tls_certificate", SECRETS_DIR / "aeroguard_tls_key"
+    if not (cert.exists() and key.exists()):
+        # Self-signed for 127.0.0.1 and localhost; clients pin it (curl --cacert).
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "365", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        key.chmod(0o600)
+    files["aeroguard_tls_certificate"] = cert
+    files["aeroguard_tls_key"] = key
+    return files
+
+
+def create_secrets(engine: Engine) -> None:
+    existing = set(engine.docker("secret", "ls", "--format", "{{.Name}}").stdout.split())
+    for name, path in secret_values().items():
+        if name in existing:
+            continue
+        engine.docker("secret", "create", name, str(path))
+        info(f"secret {name} created")
+    info(f"secrets in place ({len(HEX_SECRETS) + 3}; values in {SECRETS_DIR})")
+
+
+def deploy(engine: Engine, images: dict[str, str]) -> None:
+    argv = ["stack", "deploy", "--resolve-image", "never", "--prune"]
+    for path in STACK_FILES:
+        argv += ["-c", str(path)]
+    result = engine.docker(*argv, STACK, cwd=ROOT, extra_env=images, check=False)
+    if result.returncode != 0 and "only updates to Labels are allowed" in result.stderr:
+        raise SwarmError(f"{result.stderr.strip()}\n  A file under `configs:` changed since it was deployed and Docker "
+                         "configs are immutable: version its name in docker-stack.yml (header of that file), "
+                         "or `make swarm-down` first.")
+    if result.returncode != 0:
+        raise SwarmError(f"docker stack deploy failed: {result.stderr.strip()}")
+    for line in result.stdout.splitlines():
+        info(line)
+    # deploy/swarm-local.yml cannot set `replicas: 0` (docker 20.10's loader drops zero values).
+    engine.docker("service", "scale", "--detach", *(f"{STACK}_{name}=0" for name in OMITTED))
+    info(f"not deployed here (0 replicas): {', '.join(OMITTED)}")
+
+
+def service_status(engine: Engine) -> dict[str, tuple[int, int]]:
+    """Each service: (running and healthy tasks, desired)."""
+    out = engine.docker("service", "ls", "--filter", f"label=com.docker.stack.namespace={STACK}",
+                        "--format", "{{.Name}} {{.Replicas}}").stdout
+    desired = {}
+    for line in out.splitlines():
+        name, replicas = line.split()[:2]
+        desired[name.removeprefix(f"{STACK}_")] = int(replicas.split("/")[1])
+    ready = {name: 0 for name in desired}
+    ps = engine.docker("ps", "--filter", f"label=com.docker.stack.namespace={STACK}",
+                       "--format", '{{.Label "com.docker.swarm.service.name"}}\t{{.Status}}').stdout
+    for line in ps.splitlines():
+        name, status = line.split("\t")
+        name = name.removeprefix(f"{STACK}_")
+        if status.startswith("Up") and "health: starting" not in status and "unhealthy" not in status:
+            ready[name] = ready.get(name, 0) + 1
+    return {name: (ready[name], desired[name]) for name in desired}
+
+
+def updating(engine: Engine) -> list[str]:
+    """Services whose rolling update (or rollback) has not finished."""
+    names = engine.docker("service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}").stdout.split()
+    if not names:
+        return []
+    out = engine.docker("service", "inspect", "--format",
+                        "{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", *names).stdout
+    return [line.split()[0] for line in out.splitlines()
+            if len(line.split()) > 1
+            and line.split()[1] in {"updating", "rollback_started", "paused", "rollback_paused"}]
+
+
+def wait_converged(engine: Engine, timeout: float = 600) -> float:
+    """Waits until every service has all its tasks running and healthy, and no update runs."""
+    started = time.monotonic()
+    last = ""
+    while True:
+        status = service_status(engine)
+        pending = {n: s for n, s in status.items() if s[0] != s[1]}
+        rolling = updating(engine)
+        elapsed = time.monotonic() - started
+        if status and not pending and not rolling:
+            info(f"converged in {elapsed:.0f} s: {len(status)} services, "
+                 f"{sum(s[1] for s in status.values())} tasks running and healthy")
+            return elapsed
+        line = " ".join(f"{n} {r}/{d}" for n, (r, d) in sorted(pending.items()))
+        line += f" (updating: {' '.join(rolling)})" if rolling else ""
+        if line != last:
+            info(f"{elapsed:4.0f} s waiting: {line}")
+            last = line
+        if elapsed > timeout:
+            raise SwarmError(f"not converged after {timeout:.0f} s: {line} (docker service ps {STACK}_NAME)")
+        time.sleep(3)
