@@ -1,8 +1,8 @@
 """``make fuzz``'s generator, short: 500 hostile requests over HTTP, no 5xx, rejections store nothing.
 
 The full run (``make fuzz``: 10,000 requests against a private local stack under gunicorn) is
-`scripts.fuzz`; here the same generator and checks run against ``create_app`` served by
-werkzeug in a thread, on the session Redis in this test's key namespace.
+`scripts.fuzz`; here the same generator and checks (`harness.fuzz`) run against ``create_app``
+served by werkzeug in a thread, on the session Redis in this test's key namespace.
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import pytest
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
+from harness.fuzz import FENCED_EPOCH
+from harness.fuzz import FENCED_GROUP
+from harness.fuzz import Generator
+from harness.fuzz import StoreState
+from harness.fuzz import fuzz
 from harness.process import LOOPBACK
 from harness.process import wait_until
-from scripts.fuzz import FENCED_EPOCH
-from scripts.fuzz import FENCED_GROUP
-from scripts.fuzz import Generator
-from scripts.fuzz import StoreState
-from scripts.fuzz import fuzz
 from webapp import create_app
 
 
