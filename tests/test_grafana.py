@@ -222,7 +222,7 @@ class Demo:
 def run_demo(settings: Settings) -> Demo:
     """Readings for two sensors: `kettle` through /detectar (one out of range) and edge group
     `boiler-1` through POST /api/v1/readings over the last 4 hours (two with an excluded node).
-    The caller closes ``.redis`` and shuts ``.app`` down. Also used by tests/test_stack_security.py,
+    The caller closes ``.redis`` and shuts ``.app`` down. Also used by tests/test_stack_redis_auth.py,
     which reads the result back as Grafana's read-only Redis user."""
     app = create_app(settings)
     client = app.test_client()
