@@ -93,11 +93,8 @@ def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str
     ending at it, as `webapp.judging.judge_newest` does (the reference level following the
     readings)."""
     from webapp.detection.base import Window
-    from webapp.detection.seasonal import seasons_at
 
     size = max(WINDOW, panel.readings)  # the context detector judges with a longer past
-    times_ms = (np.asarray(times, dtype=np.float64) * 1000).astype(np.int64)
-    seasons = panel.seasons  # the seasonal detector's earlier days, as the web tier reads them from Redis
     recent: deque = deque(maxlen=size)
     for i in range(max(0, start - size + 1), start):
         if np.isfinite(values[i]):
@@ -108,9 +105,8 @@ def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str
     for i in range(start, len(values)):
         if not np.isfinite(values[i]):
             continue  # a dropout: no reading, nothing to judge
-        recent.append((int(times_ms[i]), float(values[i])))
-        earlier = seasons_at(times_ms[:i], values[:i], int(times_ms[i]), *seasons) if seasons else ()
-        window = Window(tuple(v for _, v in recent), tuple(t for t, _ in recent), sensor, seasons=earlier)
+        recent.append((int(times[i] * 1000), float(values[i])))
+        window = Window(tuple(v for _, v in recent), tuple(t for t, _ in recent), sensor)
         decision = panel.judge(window, level, peaks)
         level = panel.follow(level, window, decision)
         peaks = panel.remember(peaks, decision, window.timestamps[-1])
@@ -147,8 +143,7 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     out.mkdir(parents=True, exist_ok=True)
     plan = TrainingPlan(epochs=epochs, seed=seed, false_alarm_rate=false_alarm_rate)
     with tempfile.TemporaryDirectory(prefix="ag-eval-") as scratch:
-        models = with_seasonal(trained_models(base, plan, name, Path(scratch), cache), times[:n], base, plan,
-                               Path(scratch) / "with-seasonal")
+        models = trained_models(base, plan, name, Path(scratch), cache)
         settings = Settings(models_dir=str(models), inference_backend="inprocess", window_size=WINDOW,
                             physical=baseline_limits(times[:n], base, WINDOW), **(overrides or {}))
         panel = build_panel(settings)
@@ -204,28 +199,6 @@ def trained_models(base: np.ndarray, plan, name: str, scratch: Path, cache: Path
             shutil.rmtree(staging)
         else:
             staging.rename(folder)
-    return folder
-
-
-def with_seasonal(models: Path, times: np.ndarray, base: np.ndarray, plan, folder: Path) -> Path:
-    """`models` plus the seasonal detector calibrated on the baseline with its timestamps (it is
-    the one detector that needs them, so it is calibrated here and in `scripts.train`, after
-    the cached training): a folder of links to `models` with its own manifest. `models` itself
-    when the baseline is shorter than the seasonal detector needs (it then abstains)."""
-    from webapp.detection.manifest import MANIFEST
-    from webapp.detection.manifest import add_entry
-    from webapp.detection.seasonal import calibrated_entry
-
-    version = json.loads((models / MANIFEST).read_text(encoding="utf-8"))["models"]["context"]["version"]
-    entry = calibrated_entry((np.asarray(times) * 1000).astype(np.int64), base, plan, version)
-    if entry is None:
-        return models
-    folder.mkdir(parents=True, exist_ok=True)
-    for item in models.iterdir():
-        if item.name != MANIFEST:
-            (folder / item.name).symlink_to(item.resolve())
-    shutil.copy(models / MANIFEST, folder / MANIFEST)
-    add_entry(folder, "seasonal", entry)
     return folder
 
 

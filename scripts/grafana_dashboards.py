@@ -152,9 +152,7 @@ def decisions_dashboard(manifest: dict) -> dict:
         title = f"Score: {name}" + (f" (threshold {limit:g}{version})" if limit is not None else "")
         description = (f"{name}'s score per window; it votes when the score is above the dashed line "
                        "(the threshold from serving/models/manifest.json, or the physical rule's fixed 1.0). "
-                       "No points while the detector abstains (see the health dashboard)"
-                       + (", nor during a sensor's first day (no earlier day to compare with)." if name == "seasonal"
-                          else "."))
+                       "No points while the detector abstains (see the health dashboard).")
         panels.append(layout.place(timeseries(
             title, description, [ts_target("A", f"{SERIES} kind=score detector={name}")], REDIS,
             threshold=limit), 12, 8))

@@ -15,34 +15,26 @@ from pathlib import Path
 import numpy as np
 
 
-def simulator_series(readings: int, seed: int, period_s: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Times (ms) and normal readings of the built-in simulator, one every `period_s`."""
+def simulator_series(readings: int, seed: int) -> np.ndarray:
+    """Normal readings of the built-in simulator, one per second."""
     from edge.simulator import TemperatureSimulator
 
-    times, values, _ = TemperatureSimulator(seed=seed).series(readings, period_s=period_s)
-    return (times * 1000).astype(np.int64), values
+    return TemperatureSimulator(seed=seed).series(readings)[1]
 
 
-def csv_series(path: str, column: str, time_column: str = "timestamp") -> tuple[np.ndarray | None, np.ndarray]:
-    """One numeric column of a CSV file (``,`` or ``;`` separated), in file order, and its
-    times (ms) when the file has a `time_column` (ISO 8601 or seconds since the epoch)."""
-    from scripts.evaluate import parse_time
-
+def csv_series(path: str, column: str) -> np.ndarray:
+    """One numeric column of a CSV file (``,`` or ``;`` separated), in file order."""
     with open(path, encoding="utf-8", newline="") as handle:
         dialect = csv.Sniffer().sniff(handle.read(4096), delimiters=",;")
         handle.seek(0)
         reader = csv.DictReader(handle, dialect=dialect)
         if column not in (reader.fieldnames or []):
             raise SystemExit(f"train: column {column!r} not in {path} (columns: {reader.fieldnames})")
-        rows = [row for row in reader if row[column] not in ("", None)]
-    values = np.array([float(row[column]) for row in rows])
-    if time_column not in (reader.fieldnames or []):
-        return None, values
-    return (np.array([parse_time(row[time_column]) for row in rows]) * 1000).astype(np.int64), values
+        return np.array([float(row[column]) for row in reader if row[column] not in ("", None)])
 
 
-def redis_series(sensor: str, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Times (ms) and the newest `count` readings of `sensor` stored by the web tier (REDIS_URL/REDIS_HOST)."""
+def redis_series(sensor: str, count: int) -> np.ndarray:
+    """The newest `count` readings of `sensor` stored by the web tier (REDIS_URL/REDIS_HOST)."""
     import redis
 
     from webapp.config import Settings
@@ -50,28 +42,7 @@ def redis_series(sensor: str, count: int) -> tuple[np.ndarray, np.ndarray]:
 
     settings = Settings.from_env()
     store = Store(redis.Redis.from_url(settings.redis_url), settings)
-    samples = store.read_range(sensor, "-", "+", count, latest=True)
-    return np.array([t for t, _ in samples], dtype=np.int64), np.array([value for _, value in samples])
-
-
-SIMULATED_DAYS = 3  # the simulator's seasonal calibration: three days at one reading a minute
-
-
-def calibrate_seasonal(models_dir: str, times: np.ndarray | None, values: np.ndarray, plan, version: int,
-                       seed: int | None) -> dict | None:
-    """Add the seasonal detector's entry to the manifest (`webapp.detection.seasonal`), calibrated
-    on the training readings with their times; for the simulator, whose 20,000 readings at 1 Hz
-    hold no earlier day, on `SIMULATED_DAYS` of it at one reading a minute. None (the detector
-    then abstains) when the readings have no times or cover less than about a day."""
-    from webapp.detection.manifest import add_entry
-    from webapp.detection.seasonal import calibrated_entry
-
-    if seed is not None:
-        times, values = simulator_series(SIMULATED_DAYS * 1440, seed, period_s=60.0)
-    entry = calibrated_entry(times, values, plan, version) if times is not None else None
-    if entry is not None:
-        add_entry(models_dir, "seasonal", entry)
-    return entry
+    return np.array([value for _, value in store.read_range(sensor, "-", "+", count, latest=True)])
 
 
 def keras_progress(stage: str, epochs: int):
@@ -120,25 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     from webapp.detection.training import train_detectors
 
     if args.csv:
-        times, values = csv_series(args.csv, args.value_column)
-        source = f"csv:{Path(args.csv).name}:{args.value_column}"
+        values, source = csv_series(args.csv, args.value_column), f"csv:{Path(args.csv).name}:{args.value_column}"
     elif args.from_redis:
-        (times, values), source = redis_series(args.from_redis, args.readings), f"redis:{args.from_redis}"
+        values, source = redis_series(args.from_redis, args.readings), f"redis:{args.from_redis}"
     else:
-        (times, values), source = simulator_series(args.readings, args.seed), f"simulator:seed={args.seed}"
+        values, source = simulator_series(args.readings, args.seed), f"simulator:seed={args.seed}"
     if len(values) < 20 * args.window_size:
         raise SystemExit(f"train: {len(values)} readings are too few (need {20 * args.window_size})")
     plan = TrainingPlan(window_size=args.window_size, false_alarm_rate=args.false_alarm_rate,
                         epochs=args.epochs, units=args.units, seed=args.seed)
     entries = train_detectors(values, args.models_dir, plan, source, version=args.version, keep=args.keep,
                               progress=lambda stage: keras_progress(stage, plan.epochs))
-    version = entries["context"]["version"]
-    seasonal = calibrate_seasonal(args.models_dir, times, values, plan, version,
-                                  seed=None if args.csv or args.from_redis else args.seed)
-    if seasonal is None:
-        print("seasonal: not calibrated (the readings have no times or cover less than a day): it abstains")
-    else:
-        entries["seasonal"] = seasonal
     for name, entry in entries.items():
         print(f"{name}: version {entry['version']}, threshold {entry['threshold']:.6g}, "
               f"held-out above threshold {entry['calibration']['held_out_rate_above']:.4f}")

@@ -212,7 +212,7 @@ def test_physical_rule_sees_a_stuck_sensor_and_a_jump():
 
 def test_build_panel_uses_the_committed_models():
     panel = build_panel(Settings(inference_backend="inprocess"))
-    assert panel.names == ("physical", "isolation_forest", "autoencoder", "lstm", "context", "seasonal")
+    assert panel.names == ("physical", "isolation_forest", "autoencoder", "lstm", "context")
     assert panel.readings == 291  # the context detector's 288 readings and the newest 3
     values = TemperatureSimulator(seed=8).series(panel.readings, start_s=500)[1]
     stamps = tuple(range(0, panel.readings * 1000, 1000))
@@ -221,15 +221,15 @@ def test_build_panel_uses_the_committed_models():
     spike = panel.judge(Window(tuple(values[:-1]) + (values[-1] + 8.0,), stamps))
     assert spike.verdict == "critical"
     body = spike.as_dict()
-    assert set(body["model_versions"]) == {"physical", "isolation_forest", "autoencoder", "lstm", "context", "seasonal"}
+    assert set(body["model_versions"]) == {"physical", "isolation_forest", "autoencoder", "lstm", "context"}
     assert all({"vote", "score", "threshold"} <= set(v) for v in body["votes"].values())
 
 
 def test_build_panel_abstains_without_a_manifest(tmp_path):
     panel = build_panel(Settings(models_dir=str(tmp_path)))
-    assert [type(v) for v in panel.voters[1:]] == [Abstainer] * 5
+    assert [type(v) for v in panel.voters[1:]] == [Abstainer] * 4
     decision = panel.judge(Window((20.0,) * W, STAMPS))
-    assert decision.degraded == ("isolation_forest", "autoencoder", "lstm", "context", "seasonal")
+    assert decision.degraded == ("isolation_forest", "autoencoder", "lstm", "context")
 
 
 def test_threshold_override_applies_to_model_name():

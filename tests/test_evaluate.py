@@ -79,7 +79,7 @@ def test_evaluate_writes_verdicts_summary_and_plot(tmp_path):
     windows = [(900.0, 913.0), (1100.0, 1129.0)]
     summary = evaluate.evaluate(times, values, windows, 600, tmp_path, "sim", epochs=3)
     results = summary["results"]
-    assert set(results) == {"physical", "isolation_forest", "autoencoder", "lstm", "context", "seasonal", "zscore",
+    assert set(results) == {"physical", "isolation_forest", "autoencoder", "lstm", "context", "zscore",
                             "vote"}
     assert all("back_in_range" in r for r in results.values())
     assert results["vote"]["windows"] == 2 and results["vote"]["caught"] >= 1
@@ -91,7 +91,7 @@ def test_evaluate_writes_verdicts_summary_and_plot(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "summary.json").read_text())["results"] == results
     assert "reference_level" in rows[0]
-    assert set(summary["thresholds"]) == {"physical", "isolation_forest", "autoencoder", "lstm", "context", "seasonal",
+    assert set(summary["thresholds"]) == {"physical", "isolation_forest", "autoencoder", "lstm", "context",
                                           "zscore"}
     for detector, curve in summary["sweep"].items():  # a stricter threshold never catches more
         assert [p[0] for p in curve] == list(evaluate.SWEEP), detector

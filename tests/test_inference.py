@@ -182,8 +182,7 @@ def test_served_detectors_abstain_when_the_server_is_down():
     decision = panel.judge(Window(tuple(WINDOWS[0]), STAMPS))  # ten readings: the context detector waits for 33
     assert decision.degraded == ("autoencoder", "lstm", "context")
     assert {b.detector: b.vote is not None for b in decision.ballots} == {
-        "physical": True, "isolation_forest": True, "autoencoder": False, "lstm": False, "context": False,
-        "seasonal": True}  # no earlier day: no vote, which is not an abstention
+        "physical": True, "isolation_forest": True, "autoencoder": False, "lstm": False, "context": False}
     assert "needs 33 readings" in decision.as_dict()["votes"]["context"]["reason"]
     assert "UNAVAILABLE" in decision.as_dict()["votes"]["lstm"]["reason"]
 

@@ -53,8 +53,7 @@ def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window
     the verdict go to the sensor's series; a warning or critical verdict is also appended to
     the event log with every ballot, so ``/api/v1/anomalies`` can say why.
     """
-    context, level = store.read_judging_state(sensor, max(window_size, panel.readings), end=timestamp,
-                                              seasons=panel.seasons)
+    context, level = store.read_judging_state(sensor, max(window_size, panel.readings), end=timestamp)
     peaks = read_peaks(store, sensor, panel.span)
     decision = panel.judge(context, level, peaks)
     store.record_decision(sensor, timestamp, decision, panel.follow(level, context, decision))

@@ -24,15 +24,11 @@ class Window:
         Milliseconds since the Unix epoch, strictly increasing, one per value.
     sensor
         The sensor (or edge group) the readings belong to.
-    seasons
-        The sensor's mean reading around the same time on each earlier day, yesterday first
-        (`webapp.detection.seasonal`); empty when not read.
     """
 
     values: tuple[float, ...]
     timestamps: tuple[int, ...]
     sensor: str = "default"
-    seasons: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.values) != len(self.timestamps):
@@ -44,13 +40,6 @@ class Window:
     def array(self) -> np.ndarray:
         """The values as a float64 array."""
         return np.asarray(self.values, dtype=np.float64)
-
-
-class NoOpinion(Exception):
-    """Raised by a detector that has nothing to compare with yet, such as the seasonal detector
-    on a sensor younger than a day. Not a fault: its ballot is no vote, with the reason, and the
-    panel is not degraded (a detector that *cannot* answer raises
-    `webapp.detection.vote.DetectorUnavailable` instead)."""
 
 
 class Detector:

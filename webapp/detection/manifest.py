@@ -15,8 +15,8 @@ from webapp.detection.features import Profile
 
 MANIFEST = "manifest.json"
 LEARNED = ("isolation_forest", "autoencoder", "lstm")  # the detectors with model artefacts
-CALIBRATED = (*LEARNED, "context", "seasonal")  # every detector whose threshold the manifest holds
-PANEL = ("physical", *CALIBRATED)  # every detector of the panel, in ballot order
+CALIBRATED = (*LEARNED, "context")  # every detector whose threshold the manifest holds
+PANEL = ("physical", *CALIBRATED)  # every detector of the panel, in ballot order: the one list
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -74,15 +74,5 @@ def write_manifest(models_dir: str | Path, entries: dict[str, dict], training: d
         old = json.loads(path.read_text(encoding="utf-8"))
         history = old.get("history", []) + [{"models": old.get("models", {}), "training": old.get("training", {})}]
     body = {"format": 1, "models": entries, "training": training, "history": history[-10:]}
-    path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
-
-
-def add_entry(models_dir: str | Path, name: str, entry: dict) -> Path:
-    """Add (or replace) one live entry of the manifest in place, keeping its history: for a
-    detector calibrated after the others (the seasonal detector needs the readings' times)."""
-    path = Path(models_dir) / MANIFEST
-    body = json.loads(path.read_text(encoding="utf-8"))
-    body["models"][name] = entry
     path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path

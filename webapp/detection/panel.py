@@ -26,7 +26,6 @@ from webapp.detection.neural import LSTMDetector
 from webapp.detection.peaks import RecentPeaks
 from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
 from webapp.detection.physical import PhysicalRule
-from webapp.detection.seasonal import SeasonalDetector
 from webapp.detection.vote import Abstainer
 from webapp.detection.vote import Decision
 from webapp.detection.vote import Panel
@@ -68,7 +67,6 @@ class ConcurrentPanel(Panel):
         return self._decide(ballots, level)
 
 SERVED = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}
-MISSING = {"seasonal": "not calibrated: the training readings had no times or covered less than a day"}
 
 
 def build_panel(settings: Settings, backend=None) -> Panel:
@@ -96,7 +94,7 @@ def build_panel(settings: Settings, backend=None) -> Panel:
     for name in CALIBRATED:
         entry = entries.get(name)
         if entry is None:
-            voters.append(Abstainer(name, MISSING.get(name, "not in the model manifest")))
+            voters.append(Abstainer(name, "not in the model manifest"))
             continue
         if entry.window_size > settings.window_size and entry.params is None:
             log.warning("%s needs %d readings but WINDOW_SIZE is %d: it will abstain",
@@ -115,12 +113,9 @@ def build_panel(settings: Settings, backend=None) -> Panel:
     return ConcurrentPanel(voters, settings.vote_required, frozenset(SERVED), follower)
 
 
-RULES = {"context": ContextDetector, "seasonal": SeasonalDetector}  # model-free: parameters in the manifest
-
-
 def _detector(settings: Settings, entry, backend):
-    if entry.name in RULES:
-        detector = RULES[entry.name](**entry.params)
+    if entry.name == "context":
+        detector = ContextDetector(**entry.params)
         detector.profile_, detector.version_ = entry.profile, str(entry.version)
         return detector
     if entry.name == "isolation_forest":

@@ -14,7 +14,6 @@ from dataclasses import field
 from dataclasses import replace
 
 from webapp.detection.base import Detector
-from webapp.detection.base import NoOpinion
 from webapp.detection.base import Window
 from webapp.detection.drift import DriftFollower
 from webapp.detection.peaks import SPAN
@@ -74,8 +73,6 @@ class Voter:
             score = float(self.detector.score_one(window))
         except DetectorUnavailable as exc:
             return Ballot(self.name, None, threshold=self.threshold, reason=str(exc))
-        except NoOpinion as exc:
-            return Ballot(self.name, False, threshold=self.threshold, version=self.detector.version, reason=str(exc))
         if not math.isfinite(score):
             return Ballot(self.name, None, threshold=self.threshold, reason="score is not finite")
         vote = score > self.threshold and (bar is None or score > bar)
@@ -197,16 +194,6 @@ class Panel:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(voter.name for voter in self.voters)
-
-    @property
-    def seasons(self) -> tuple[int, float] | None:
-        """``(days, span_s)`` of the daily means a window must carry for the seasonal detector
-        (`webapp.detection.seasonal`); None when the panel has none."""
-        for voter in self.voters:
-            detector = getattr(voter, "detector", None)
-            if getattr(detector, "name", None) == "seasonal":
-                return detector.days, detector.span_s
-        return None
 
     @property
     def readings(self) -> int:

@@ -1,10 +1,8 @@
 """What judging a reading reads and writes: the window of newest readings with the reference
-level (and earlier days' means), each ballot's score and vote, the verdict."""
+level, each ballot's score and vote, the verdict."""
 from __future__ import annotations
 
 from webapp.detection.base import Window
-from webapp.detection.seasonal import day_means
-from webapp.detection.seasonal import spans
 from webapp.detection.vote import Decision
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
@@ -20,28 +18,19 @@ class JudgingState(StoreBase):
         return bool(self.client.exists(key)) and bool(self.client.ts().range(key, ts, ts))
 
     @_unavailable
-    def read_judging_state(self, sensor: str, size: int, end: int | str = "+",
-                           seasons: tuple[int, float] | None = None) -> tuple[Window, float | None]:
+    def read_judging_state(self, sensor: str, size: int, end: int | str = "+") -> tuple[Window, float | None]:
         """The newest `size` readings of `sensor` up to `end`, oldest first, and the sensor's
         reference level (None before its first decision: `webapp.detection.drift`).
 
-        With `seasons` = ``(days, span_s)`` (and `end` a timestamp) the window also carries the
-        sensor's mean reading in the `span_s` ending at the same time on each of the `days`
-        days before (`webapp.detection.seasonal`), read from the one-minute compaction.
-
         One round trip; the window is one ``TS.REVRANGE … COUNT`` call, whose cost does not
-        grow with the series' history, and each earlier day one short ``TS.RANGE``.
+        grow with the series' history.
         """
         pipe = self.client.ts().pipeline(transaction=False)
         pipe.revrange(self.keys.series(sensor, "readings"), "-", end, count=size)
         pipe.execute_command("GET", self.keys.series(sensor, "level"))  # not TS.GET: a plain string
-        days = spans(int(end), *seasons) if seasons and end != "+" else []
-        for start, stop in days:
-            pipe.range(self.keys.series(sensor, "readings", "avg_1m"), start, stop)
-        samples, level, *earlier = pipe.execute()
+        samples, level = pipe.execute()
         samples.reverse()
-        window = Window(tuple(float(v) for _, v in samples), tuple(int(t) for t, _ in samples), sensor,
-                        seasons=day_means([(int(t), float(v)) for t, v in day] for day in earlier))
+        window = Window(tuple(float(v) for _, v in samples), tuple(int(t) for t, _ in samples), sensor)
         return window, None if level is None else float(level)
 
     @_unavailable
@@ -53,7 +42,7 @@ class JudgingState(StoreBase):
             ts_pipe.set(self.keys.series(sensor, "level"), repr(float(level)), px=self._retention_ms)
         retention = self._retention_ms
         for ballot in decision.ballots:
-            if ballot.vote is None or ballot.score is None:  # abstained, or nothing to compare with yet
+            if ballot.vote is None:
                 continue
             labels = self._labels(sensor, detector=ballot.detector)
             ts_pipe.add(self.keys.series(sensor, "score", ballot.detector), ts, ballot.score,
