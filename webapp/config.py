@@ -80,7 +80,7 @@ class Settings:
     default_sensor: str = "default"
     window_size: int = 10
     vote_required: int = 3
-    drift_tau: float = 200.0
+    drift_tau: float = 1000.0
     retention_days: float = 3.0
     minute_retention_days: float = 90.0
     hour_retention_days: float = 730.0
