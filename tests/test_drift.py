@@ -128,7 +128,6 @@ def test_judging_reads_the_context_and_keeps_the_peaks_in_redis(redis_client, se
     answer keeps the window, and the peaks survive between requests (another worker would
     read the same hash)."""
     from webapp.judging import judge_newest
-    from webapp.judging import read_peaks
     from webapp.storage import Store
 
     store = Store(redis_client, settings)
@@ -138,7 +137,7 @@ def test_judging_reads_the_context_and_keeps_the_peaks_in_redis(redis_client, se
         store.append_reading("probe", 1_700_000_000_000 + i * 1000, float(value))
     window, decision = judge_newest(store, panel, "probe", 1_700_000_000_000 + 299_000, W)
     assert len(window.values) == W and decision.degraded == ()  # the context detector had its 288 + 3
-    peaks = read_peaks(store, "probe", panel.span)
+    peaks = RecentPeaks.from_fields(store.read_for_judging("probe", 1)[2], panel.span)
     assert peaks.count == 1 and set(peaks.current) == {"isolation_forest", "autoencoder", "lstm", "context"}
     assert redis_client.pttl(store.keys.series("probe", "peaks")) > 0
     with pytest.raises(ValueError, match="tau"):

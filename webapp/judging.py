@@ -4,39 +4,13 @@ Shared by ``/detectar`` and edge ingest, so both judge and store exactly alike.
 """
 from __future__ import annotations
 
-import redis
-
 from webapp import metrics
 from webapp.alerting import Incidents
 from webapp.detection.base import Window
 from webapp.detection.peaks import RecentPeaks
 from webapp.detection.vote import Decision
 from webapp.detection.vote import Panel
-from webapp.errors import StoreUnavailable
 from webapp.storage import Store
-
-DAY_MS = 86_400_000
-
-
-def read_peaks(store: Store, sensor: str, span: int) -> RecentPeaks:
-    """The sensor's detectors' recent peaks (`webapp.detection.peaks`), from its Redis hash."""
-    try:
-        return RecentPeaks.from_fields(store.client.hgetall(store.keys.series(sensor, "peaks")), span)
-    except redis.RedisError as exc:
-        raise StoreUnavailable(f"storage unavailable: {exc.__class__.__name__}") from exc
-
-
-def write_peaks(store: Store, sensor: str, peaks: RecentPeaks) -> None:
-    """Replace the sensor's peaks hash; it expires with the sensor's readings."""
-    key = store.keys.series(sensor, "peaks")
-    pipe = store.client.pipeline(transaction=True)
-    pipe.delete(key)
-    pipe.hset(key, mapping=peaks.as_fields())
-    pipe.pexpire(key, int(store.settings.retention_days * DAY_MS))
-    try:
-        pipe.execute()
-    except redis.RedisError as exc:
-        raise StoreUnavailable(f"storage unavailable: {exc.__class__.__name__}") from exc
 
 
 def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window_size: int,
@@ -48,16 +22,16 @@ def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window
     is the newest `window_size` of them. The learned detectors judge the window against the
     sensor's reference level, which then follows the reading unless it was critical
     (`webapp.detection.drift`); every detector but the physical rule must also beat its recent
-    peak, kept in a small hash beside the sensor's series (`webapp.detection.peaks`; one more
-    read and one more write: the storage pipelines do not carry it yet). Scores, votes and
+    peak, kept in a small hash beside the sensor's series (`webapp.detection.peaks`), read with
+    the window and written with the decision: two round trips in all. Scores, votes and
     the verdict go to the sensor's series; a warning or critical verdict is also appended to
     the event log with every ballot, so ``/api/v1/anomalies`` can say why.
     """
-    context, level = store.read_judging_state(sensor, max(window_size, panel.readings), end=timestamp)
-    peaks = read_peaks(store, sensor, panel.span)
+    context, level, stored = store.read_for_judging(sensor, max(window_size, panel.readings), end=timestamp)
+    peaks = RecentPeaks.from_fields(stored, panel.span)
     decision = panel.judge(context, level, peaks)
-    store.record_decision(sensor, timestamp, decision, panel.follow(level, context, decision))
-    write_peaks(store, sensor, panel.remember(peaks, decision, timestamp))
+    store.record_decision(sensor, timestamp, decision, panel.follow(level, context, decision),
+                          peaks=panel.remember(peaks, decision, timestamp).as_fields())
     window = Window(context.values[-window_size:], context.timestamps[-window_size:], sensor)
     metrics.VERDICTS.labels(decision.verdict).inc()
     for name in decision.degraded:

@@ -17,30 +17,42 @@ class JudgingState(StoreBase):
         key = self.keys.series(sensor, "verdict")
         return bool(self.client.exists(key)) and bool(self.client.ts().range(key, ts, ts))
 
-    @_unavailable
     def read_judging_state(self, sensor: str, size: int, end: int | str = "+") -> tuple[Window, float | None]:
         """The newest `size` readings of `sensor` up to `end`, oldest first, and the sensor's
-        reference level (None before its first decision: `webapp.detection.drift`).
+        reference level (None before its first decision: `webapp.detection.drift`)."""
+        window, level, _ = self.read_for_judging(sensor, size, end)
+        return window, level
 
-        One round trip; the window is one ``TS.REVRANGE … COUNT`` call, whose cost does not
-        grow with the series' history.
-        """
+    @_unavailable
+    def read_for_judging(self, sensor: str, size: int, end: int | str = "+") -> tuple[Window, float | None, dict]:
+        """What judging the reading at `end` needs, in one round trip: the newest `size` readings
+        (one ``TS.REVRANGE … COUNT``, whose cost does not grow with the series' history), the
+        reference level and the detectors' recent peaks as stored (`webapp.detection.peaks`)."""
         pipe = self.client.ts().pipeline(transaction=False)
         pipe.revrange(self.keys.series(sensor, "readings"), "-", end, count=size)
         pipe.execute_command("GET", self.keys.series(sensor, "level"))  # not TS.GET: a plain string
-        samples, level = pipe.execute()
+        pipe.execute_command("HGETALL", self.keys.series(sensor, "peaks"))
+        samples, level, peaks = pipe.execute()
         samples.reverse()
         window = Window(tuple(float(v) for _, v in samples), tuple(int(t) for t, _ in samples), sensor)
-        return window, None if level is None else float(level)
+        fields = peaks if isinstance(peaks, dict) else dict(zip(peaks[::2], peaks[1::2]))
+        return window, None if level is None else float(level), {_text(k): _text(v) for k, v in fields.items()}
 
     @_unavailable
-    def record_decision(self, sensor: str, ts: int, decision: Decision, level: float | None = None) -> None:
-        """Store each ballot's score and vote and the verdict at the reading's timestamp, and
-        the sensor's reference level after it (`level`, when the panel follows one)."""
-        ts_pipe = self.client.ts().pipeline(transaction=False)
-        if level is not None:
-            ts_pipe.set(self.keys.series(sensor, "level"), repr(float(level)), px=self._retention_ms)
+    def record_decision(self, sensor: str, ts: int, decision: Decision, level: float | None = None,
+                        peaks: dict[str, str] | None = None) -> None:
+        """Store each ballot's score and vote and the verdict at the reading's timestamp, the
+        sensor's reference level after it (`level`, when the panel follows one) and its
+        detectors' recent peaks (`peaks`, replacing the stored ones), in one transaction."""
+        ts_pipe = self.client.ts().pipeline(transaction=True)
         retention = self._retention_ms
+        if level is not None:
+            ts_pipe.set(self.keys.series(sensor, "level"), repr(float(level)), px=retention)
+        if peaks is not None:
+            key = self.keys.series(sensor, "peaks")
+            ts_pipe.execute_command("DEL", key)  # the plain commands: TimeSeries' pipeline names its own delete
+            ts_pipe.execute_command("HSET", key, *(item for pair in peaks.items() for item in pair))
+            ts_pipe.execute_command("PEXPIRE", key, retention)
         for ballot in decision.ballots:
             if ballot.vote is None:
                 continue
@@ -66,3 +78,7 @@ class JudgingState(StoreBase):
                     ballot[kind] = bool(value) if kind == "vote" else float(value)
                     ballot["timestamp"] = max(int(ts), ballot.get("timestamp", 0))
         return ballots
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
