@@ -197,7 +197,7 @@ def stored_rounds(stack, group: str, since_ms: int) -> list[tuple[int, int, int]
 
 
 def rounds_never_stored(stack, group: str, since: str) -> dict[str, set[int]]:
-    """Rounds the edge logged as never to be stored, by design (edge/node.py, edge/delivery.py):
+    """Rounds the edge logged as never to be stored, by design (edge/leader.py, edge/delivery.py):
     `aborted`: trigger issued, then the leader's ZooKeeper connection was suspended mid-round
     (never fused, never sent); `stale`: sent by a leader whose epoch a newer leader had already
     fenced off (409, dropped)."""
