@@ -35,8 +35,7 @@ class JudgingState(StoreBase):
         samples, level, peaks = pipe.execute()
         samples.reverse()
         window = Window(tuple(float(v) for _, v in samples), tuple(int(t) for t, _ in samples), sensor)
-        fields = peaks if isinstance(peaks, dict) else dict(zip(peaks[::2], peaks[1::2]))
-        return window, None if level is None else float(level), {_text(k): _text(v) for k, v in fields.items()}
+        return window, None if level is None else float(level), peaks  # a dict: the client decodes responses
 
     @_unavailable
     def record_decision(self, sensor: str, ts: int, decision: Decision, level: float | None = None,
@@ -78,7 +77,3 @@ class JudgingState(StoreBase):
                     ballot[kind] = bool(value) if kind == "vote" else float(value)
                     ballot["timestamp"] = max(int(ts), ballot.get("timestamp", 0))
         return ballots
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
