@@ -26,6 +26,7 @@ import redis
 import requests
 
 from webapp import metrics
+from webapp.storage.base import _unavailable
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class Incidents:
     def stream(self) -> str:
         return self.keys.alerts
 
+    @_unavailable  # a Redis failure (a failover's NOREPLICAS) is a 503 the client retries, never a 500
     def observe(self, subject: str, alarm: bool, votes: int, now_ms: int, alert: dict) -> str:
         """Apply one verdict of `subject`; queue `alert` when it opens, escalates or closes one.
 
