@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from harness.backup import master_port
+from harness.backup import stack_redis_config
 from harness.process import ROOT
 from harness.process import free_ports
 from harness.process import pid_alive
+from harness.stack.config import StackConfig
 
 SAMPLES = 200
 
@@ -50,9 +53,6 @@ def stack_env(request, tmp_path: Path):
 
 
 def master_client(env: dict[str, str]) -> redis.Redis:
-    from harness.stack.config import StackConfig
-    from scripts.backup import master_port
-    from scripts.backup import stack_redis_config
     config = StackConfig.from_env(env)
     stack = json.loads(config.stack_file.read_text())
     return redis.Redis(port=master_port(stack_redis_config(config, stack)), decode_responses=True)
