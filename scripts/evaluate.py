@@ -187,9 +187,9 @@ def trained_models(base: np.ndarray, plan, name: str, scratch: Path, cache: Path
         train_detectors(base, scratch, plan, source=name, cli_check=False)
         return scratch
     code = Path(__file__).resolve().parents[1] / "webapp" / "detection"
+    files = [code / f for f in ("training.py", "networks.py", "neural.py", "iforest.py", "features.py")]
     key = hashlib.sha256(np.ascontiguousarray(base).tobytes() + json.dumps(asdict(plan), sort_keys=True).encode()
-                         + b"".join((code / f).read_bytes() for f in ("training.py", "networks.py", "neural.py",
-                                                                        "iforest.py", "features.py")))
+                         + training_logic(files).encode())
     folder = cache / key.hexdigest()[:20]
     if not (folder / "manifest.json").exists():
         cache.mkdir(parents=True, exist_ok=True)
@@ -200,6 +200,36 @@ def trained_models(base: np.ndarray, plan, name: str, scratch: Path, cache: Path
         else:
             staging.rename(folder)
     return folder
+
+
+def training_logic(files: list[Path]) -> str:
+    """What the training code computes, independent of where it lives: every top-level function,
+    class and constant of `files`, without imports, docstrings or comments, in a fixed order. A
+    cache key over it survives moving code between modules, and changes with any edit that
+    could change a trained model.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.py").write_text("'doc'\\nimport os\\ndef f():\\n    'x'\\n    import re\\n    return 1\\n")
+    >>> _ = (d / "b.py").write_text("def f():\\n    return 1  # moved\\n")
+    >>> training_logic([d / "a.py"]) == training_logic([d / "b.py"])
+    True
+    """
+    import ast
+
+    parts = []
+    for path in files:
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)) or (
+                    isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+                continue
+            for inner in ast.walk(node):
+                body = getattr(inner, "body", None)
+                if isinstance(body, list):
+                    inner.body = [n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom))
+                                  and not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+                                           and isinstance(n.value.value, str))] or [ast.Pass()]
+            parts.append(ast.unparse(node))
+    return "\n".join(sorted(parts))
 
 
 def baseline_zscores(base: np.ndarray, judged: np.ndarray) -> np.ndarray:
