@@ -2,10 +2,11 @@
 
 `contracts.aggregate` is what a leader POSTs to ``/api/v1/readings`` each round;
 `contracts.config` is the hot configuration the web tier writes to ZooKeeper and every edge
-node applies. This package is pure Python and imports nothing from `webapp` or `edge` (which
-never import each other): each side calls the same checks and turns `ContractError` into its
-own error — `BadInput` (400) on the web tier, `SchemaError` / `ConfigError` on the edge — so
-the two cannot drift apart (``tests/test_contracts.py`` checks it on generated documents).
+node applies; `contracts.zk_layout` builds the path of every znode the two share. This package
+is pure Python and imports nothing from `webapp` or `edge` (which never import each other):
+each side calls the same checks and turns `ContractError` into its own error — `BadInput` (400)
+on the web tier, `SchemaError` / `ConfigError` on the edge — so the two cannot drift apart
+(``tests/test_contracts.py`` checks it on generated documents).
 """
 from __future__ import annotations
 

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from kazoo.exceptions import KazooException
 from kazoo.recipe.queue import LockingQueue
 
+from contracts.zk_layout import GroupZnodes
 from edge.events import Counters
 from edge.events import EventLog
 from edge.schema import Reading
 from edge.sources import Source
 from edge.sources import SourceError
-from edge.state import GroupPaths
 from edge.state import NodeState
 from edge.state import now_ms
 
@@ -65,7 +65,7 @@ class Follower:
         Where failures are counted and readings logged.
     """
 
-    def __init__(self, zk, node_id: str, source: Source, paths: GroupPaths, state: NodeState,
+    def __init__(self, zk, node_id: str, source: Source, paths: GroupZnodes, state: NodeState,
                  leading_epoch: Callable[[], int | None], counts: Counters, events: EventLog) -> None:
         self.zk = zk
         self.node_id = node_id

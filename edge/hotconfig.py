@@ -23,6 +23,7 @@ from dataclasses import field
 
 from contracts import ContractError
 from contracts import config as contract
+from contracts.zk_layout import ZkLayout
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,9 @@ class HotConfig:
                  on_change: Callable[[EdgeConfig], None] | None = None,
                  on_reject: Callable[[ConfigError], None] | None = None) -> None:
         self.zk = zk
-        self.cluster_path = f"{root}/config"
-        self.group_path = f"{root}/groups/{group}/config"
+        layout = ZkLayout(root)
+        self.cluster_path = layout.config
+        self.group_path = layout.group(group).config
         checked = parse_document(json.dumps(dict(defaults or {})))
         self._state = _State(defaults=checked)
         self._current = merge(checked)

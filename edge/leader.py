@@ -23,6 +23,7 @@ from kazoo.exceptions import NoNodeError
 from kazoo.recipe.election import Election
 from kazoo.recipe.queue import LockingQueue
 
+from contracts.zk_layout import GroupZnodes
 from edge import kazoo_compat
 from edge.delivery import Delivery
 from edge.events import Counters
@@ -34,7 +35,6 @@ from edge.rounds import Collector
 from edge.rounds import RoundAborted
 from edge.rounds import build_aggregate
 from edge.schema import Reading
-from edge.state import GroupPaths
 from edge.state import NodeState
 from edge.state import now_ms
 
@@ -77,7 +77,7 @@ class Leader:
         Where rounds are counted and logged.
     """
 
-    def __init__(self, zk, node_id: str, group: str, paths: GroupPaths, state: NodeState, hotconfig: HotConfig,
+    def __init__(self, zk, node_id: str, group: str, paths: GroupZnodes, state: NodeState, hotconfig: HotConfig,
                  delivery: Delivery, measure: Callable[[int, int], Reading | None], counts: Counters,
                  events: EventLog) -> None:
         self.zk = zk

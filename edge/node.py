@@ -20,6 +20,7 @@ import time
 
 from kazoo.exceptions import KazooException
 
+from contracts.zk_layout import ZkLayout
 from edge import __version__
 from edge.config import EdgeSettings
 from edge.delivery import Delivery
@@ -32,7 +33,6 @@ from edge.hotconfig import EdgeConfig
 from edge.hotconfig import HotConfig
 from edge.leader import Leader
 from edge.sources import Source
-from edge.state import GroupPaths
 from edge.state import NodeState
 from edge.state import now_ms
 
@@ -62,7 +62,7 @@ class EdgeNode:
         self.settings = settings
         self.source = source
         self.events = events or EventLog(None)
-        self.paths = GroupPaths(settings.zk_root, settings.group)
+        self.paths = ZkLayout(settings.zk_root).group(settings.group)
         self.started_at = now_ms()
         self.counts = Counters()
         self.state = NodeState(zk.connected)
@@ -70,7 +70,7 @@ class EdgeNode:
                                    lambda exc: self.events.write("config_rejected", error=str(exc)))
         self.delivery = Delivery(Spool(settings.spool_dir, settings.spool_max), lambda: self.hotconfig.current,
                                  self.connected, self._on_stale, settings.api_key, self.events)
-        self.membership = Membership(zk, f"{self.paths.nodes}/{settings.node_id}", self.status, self.events)
+        self.membership = Membership(zk, self.paths.node(settings.node_id), self.status, self.events)
         self.follower = Follower(zk, settings.node_id, source, self.paths, self.state, lambda: self.epoch,
                                  self.counts, self.events)
         self.leader = Leader(zk, settings.node_id, settings.group, self.paths, self.state, self.hotconfig,

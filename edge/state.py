@@ -1,4 +1,4 @@
-"""What a node's threads share: its group's znodes, and what kazoo's callbacks recorded.
+"""What a node's threads share: what kazoo's callbacks recorded.
 
 The callbacks (in `edge.node`) run on kazoo's threads and only record here and signal; the
 election (`edge.leader`), follower (`edge.follower`) and membership threads act on it.
@@ -13,18 +13,6 @@ from kazoo.protocol.states import KazooState
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class GroupPaths:
-    """The znodes of one group (docs/edge.md, "ZooKeeper layout")."""
-
-    def __init__(self, root: str, group: str) -> None:
-        base = f"{root}/groups/{group}"
-        self.nodes = f"{base}/nodes"
-        self.election = f"{base}/election"
-        self.epoch = f"{base}/epoch"
-        self.trigger = f"{base}/sequence_trigger"
-        self.queue = f"{base}/queue"
 
 
 class NodeState:

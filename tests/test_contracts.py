@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck
 from hypothesis import example
 from hypothesis import given
@@ -21,6 +22,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from contracts import aggregate as aggregate_contract
+from contracts.zk_layout import ZkLayout
 from edge.hotconfig import ConfigError
 from edge.hotconfig import merge
 from edge.hotconfig import parse_document
@@ -203,3 +205,66 @@ def test_the_contracts_import_neither_side():
 def test_the_edge_checks_timestamps_with_the_web_tiers_default_skew():
     assert aggregate_contract.MAX_FUTURE_SKEW_MS == Settings().max_future_skew_s * 1000
     assert _edge_accepts({**GOOD, "timestamp": NOW + 5_000}) and not _edge_accepts({**GOOD, "timestamp": NOW + 5_001})
+
+
+# --- the ZooKeeper layout (contracts/zk_layout.py) ---------------------------------------------
+
+def _documented_znodes() -> list[str]:
+    """The znode column of docs/edge.md's "ZooKeeper layout" table."""
+    section = (ROOT / "docs" / "edge.md").read_text().split("## ZooKeeper layout", 1)[1].split("\n## ", 1)[0]
+    return [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
+
+
+def test_the_zookeeper_layout_builds_every_znode_docs_describe_and_no_other():
+    group = ZkLayout("").group("<g>")
+    built = [ZkLayout("").config, group.config, group.node("<id>"), group.election, group.epoch, group.trigger,
+             group.queue]
+    built = [path.lstrip("/") for path in built]
+    documented = _documented_znodes()
+    assert len(documented) == len(built)
+    for path, row in zip(built, documented):
+        assert row == path or row.startswith(path + "/"), (path, row)  # election rows name kazoo's children
+
+
+def test_the_edge_and_the_web_tier_meet_at_the_same_znodes(zk, zk_hosts, settings, tmp_path):
+    """An edge node under a non-default root, and the web tier told the same root, find each
+    other's znodes: the web tier lists the node and its term, proves its epoch, and a config it
+    writes for the group reaches the node."""
+    from edge.__main__ import make_client
+    from edge.config import EdgeSettings
+    from edge.events import EventLog
+    from edge.node import EdgeNode
+    from edge.sources import build_source
+    from harness.process import wait_until
+    from webapp import create_app
+    from webapp import shutdown
+    from webapp.errors import UnverifiedEpoch
+
+    root, group, key = "/elsewhere", "g-7", "test-key-1"
+    edge_settings = EdgeSettings(group=group, node_id="n1", zk_hosts=zk_hosts + zk.chroot, zk_root=root,
+                                 session_timeout_s=2.0, source="const:20", spool_dir=str(tmp_path / "spool"),
+                                 defaults={"sampling_period_s": 0.3, "api_urls": []})
+    client = make_client(edge_settings)
+    client.start(timeout=10)
+    node = EdgeNode(client, edge_settings, build_source("const:20"), EventLog(None, "n1"))
+    node.start()
+    app = create_app(settings.replace(zk_hosts=zk_hosts + zk.chroot, zk_root=root, admin_keys=(key,)))
+    try:
+        wait_until(lambda: node.epoch is not None and app.extensions["zk"].connected, 15, "a leader, a web client")
+        view = app.test_client().get("/api/v1/cluster").json
+        assert view["root"] == root and list(view["groups"]) == [group]
+        term = view["groups"][group]
+        assert (term["epoch"], [n["node_id"] for n in term["live_nodes"]]) == (node.epoch, ["n1"])
+        app.extensions["epochs"].admit(group, node.epoch)  # proved by the epoch znode the leader wrote
+        with pytest.raises(UnverifiedEpoch):
+            app.extensions["epochs"].admit(group, node.epoch + 1)
+        answer = app.test_client().put(f"/api/v1/config?group={group}", json={"sampling_period_s": 0.4},
+                                       headers={"X-API-Key": key})
+        assert answer.status_code == 200, answer.json
+        wait_until(lambda: node.hotconfig.current.sampling_period_s == 0.4, 10, "the group's config applied")
+        assert zk.exists(f"{root}/groups/{group}/config") and not zk.exists("/aeroguard")
+    finally:
+        node.stop()
+        app.extensions["zk"].stop()
+        app.extensions["zk"].close()
+        shutdown(app)

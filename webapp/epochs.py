@@ -21,6 +21,7 @@ import threading
 from kazoo.exceptions import KazooException
 from kazoo.exceptions import NoNodeError
 
+from contracts.zk_layout import ZkLayout
 from webapp.errors import DependencyUnavailable
 from webapp.errors import UnverifiedEpoch
 
@@ -44,7 +45,7 @@ class EpochVerifier:
 
     def __init__(self, zk, root: str, strict: bool):
         self.zk = zk
-        self.root = root.rstrip("/")
+        self.layout = ZkLayout(root)
         self.strict = strict
         self._verified: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -76,7 +77,7 @@ class EpochVerifier:
             return None
         if not self.zk.connected:
             raise DependencyUnavailable("ZooKeeper is not reachable: the epoch cannot be proved, retry")
-        path = f"{self.root}/groups/{group}/epoch"
+        path = self.layout.group(group).epoch
         try:
             self.zk.sync(path)
             data, _ = self.zk.get(path)

@@ -3,22 +3,25 @@ from __future__ import annotations
 
 import json
 
+from contracts.zk_layout import DEFAULT_ROOT
+from contracts.zk_layout import ZkLayout
 
-def leader_of(zk, group: str, root: str = "/aeroguard") -> tuple[str, int] | None:
+
+def leader_of(zk, group: str, root: str = DEFAULT_ROOT) -> tuple[str, int] | None:
     """``(node_id, epoch)`` of the group's current term from its epoch znode, or None."""
     from kazoo.exceptions import KazooException
 
     try:
-        data, _ = zk.get(f"{root}/groups/{group}/epoch")
+        data, _ = zk.get(ZkLayout(root).group(group).epoch)
         doc = json.loads(data)
         return doc["leader"], doc["epoch"]
     except (KazooException, ValueError, KeyError, TypeError):
         return None
 
 
-def set_config(zk, doc: dict | str, root: str = "/aeroguard", group: str | None = None) -> None:
+def set_config(zk, doc: dict | str, root: str = DEFAULT_ROOT, group: str | None = None) -> None:
     """Write the cluster (or a group's) config znode; `doc` may be raw text (to test bad JSON)."""
-    path = f"{root}/groups/{group}/config" if group else f"{root}/config"
+    path = ZkLayout(root).group(group).config if group else ZkLayout(root).config
     data = (doc if isinstance(doc, str) else json.dumps(doc)).encode()
     if zk.exists(path):
         zk.set(path, data)
