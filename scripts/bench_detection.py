@@ -5,31 +5,32 @@ private redis-server, the TF Serving stand-in and gunicorn (2 workers) on free l
 checks that the workers judge with no detector degraded and never map TensorFlow, prints their
 RSS, then paces ``/detectar`` requests open-loop (latency counted from each request's scheduled
 time, so queueing shows) and prints p50/p99. Everything it started is stopped at the end.
+With ``--profile N`` it sends N sequential requests in process instead and prints what each
+costs the web worker: CPU, Redis round trips and cProfile's hottest functions
+(`harness.detectar_profile`).
 """
 from __future__ import annotations
 
 import argparse
 import http.client
 import json
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from harness.detectar_profile import HEADERS
+from harness.detectar_profile import backends
+from harness.detectar_profile import profile_detectar
+from harness.process import ROOT
 from harness.process import free_ports
 from harness.process import wait_until
-from harness.redis_server import RedisServer
 from scripts.bench import paced
-
-ROOT = Path(__file__).resolve().parents[1]
-API_KEY = "bench"
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request("GET", path, headers={"Accept": "application/json", "X-API-Key": API_KEY})
+        conn.request("GET", path, headers=HEADERS)
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -60,32 +61,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--backend", choices=("grpc", "rest"), default="grpc")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--profile", type=int, metavar="N", default=0,
+                        help="instead of the load: N sequential /detectar in this process, with cProfile")
     args = parser.parse_args(argv)
-    grpc_port, rest_port, redis_port, web_port = free_ports(4)
-    env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    with tempfile.TemporaryDirectory(prefix="ag-bench-") as tmp:
-        redis_server = RedisServer(Path(tmp) / "redis", redis_port)
-        redis_server.start()
-        processes = []
+    with backends(args.backend) as (web_env, tmp):
+        if args.profile:
+            found = profile_detectar(web_env, args.profile)
+            print(f"/detectar in process over {args.backend}, {found['requests']} sequential requests: "
+                  f"CPU {found['cpu_ms_mean']:.2f} ms mean ({found['cpu_ms_median']:.2f} median; "
+                  f"{found['thread_cpu_ms_mean']:.2f} on the request thread), "
+                  f"wall {found['wall_ms_median']:.2f} ms median ({found['wall_ms_p99']:.2f} p99), "
+                  f"{found['round_trips']:.2f} Redis round trips per request")
+            return 0
+        web_port, = free_ports(1)
+        web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{web_port}", "--workers", str(args.workers),
+             "webapp:create_app()"], cwd=ROOT, env=web_env,
+            stdout=open(tmp / "web.log", "w"), stderr=subprocess.STDOUT)
         try:
-            redis_server.wait_ready(30)
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "scripts.tfserving_standin", "--port", str(grpc_port),
-                 "--rest_api_port", str(rest_port)], cwd=ROOT, env=env,
-                stdout=open(Path(tmp) / "standin.log", "w"), stderr=subprocess.STDOUT))
-            web_env = dict(env, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", SERVING_HOST="127.0.0.1",
-                           SERVING_GRPC_PORT=str(grpc_port), SERVING_REST_PORT=str(rest_port),
-                           INFERENCE_BACKEND=args.backend, AEROGUARD_ENV="local", API_KEYS=API_KEY)
-            web = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{web_port}", "--workers", str(args.workers),
-                 "webapp:create_app()"], cwd=ROOT, env=web_env,
-                stdout=open(Path(tmp) / "web.log", "w"), stderr=subprocess.STDOUT)
-            processes.append(web)
             try:
                 wait_until(lambda: judged_fully(web_port), 180, "/detectar with no detector degraded")
             except Exception:
                 for log in ("standin.log", "web.log"):
-                    print(f"--- {log}", (Path(tmp) / log).read_text()[-2000:], file=sys.stderr)
+                    print(f"--- {log}", (tmp / log).read_text()[-2000:], file=sys.stderr)
                 raise
             for _ in range(20):
                 get(web_port, "/detectar?dato=20.0&sensor=warmup")
@@ -93,17 +91,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"worker {pid}: RSS {rss:.1f} MiB, TensorFlow mapped: {tf}")
             load = paced(f"127.0.0.1:{web_port}",
                          lambda client, n: f"/detectar?dato={20 + 0.01 * (n % 7)}&sensor=b{client % 4}",
-                         args.rate, args.seconds, clients=16,
-                         headers={"Accept": "application/json", "X-API-Key": API_KEY})
+                         args.rate, args.seconds, clients=16, headers=HEADERS)
             print(f"/detectar over {args.backend} at {args.rate:.0f} req/s for {args.seconds:.0f} s: "
                   f"n={load['requests']} "
                   f"p50={load['p50_ms']:.2f} ms p99={load['p99_ms']:.2f} ms max={load['max_ms']:.1f} ms "
                   f"errors={load['errors']}")
         finally:
-            for process in reversed(processes):
-                process.terminate()
-                process.wait(timeout=15)
-            redis_server.stop()
+            web.terminate()
+            web.wait(timeout=15)
     return 0
 
 
