@@ -26,6 +26,7 @@ import redis
 import requests
 
 from webapp import metrics
+from webapp.storage.base import ScriptCall
 from webapp.storage.base import _unavailable
 
 log = logging.getLogger(__name__)
@@ -152,18 +153,31 @@ class Incidents:
 
         Returns the transition (``opened``, ``escalated``, ``closed``, ``ongoing``, ``none``).
         """
+        script, keys, args = self.call(subject, alarm, votes, now_ms, alert)
+        return self.settle(subject, alert, script(keys=keys, args=args))
+
+    def call(self, subject: str, alarm: bool, votes: int, now_ms: int, alert: dict) -> ScriptCall:
+        """The script call that applies one verdict of `subject`, to be run and its reply given
+        to `settle` (`observe` does both; judging runs it in the round trip that stores the
+        decision, `webapp.storage.Store.record_decision`)."""
         sensor = subject.split("/", 1)[0]
         value = float(alert.get("value") or 0.0)
         reference = alert.get("reference_level")
         deviation = abs(value - reference) if isinstance(reference, (int, float)) else 0.0
         voted = [name for name, ballot in (alert.get("votes") or {}).items()
                  if isinstance(ballot, dict) and ballot.get("vote")]
-        transition, incident, quiet = self._script(
-            keys=[self.keys.incident(subject), self.keys.incidents_open, self.keys.incident_log(),
-                  self.keys.incident_log(sensor)],
-            args=[int(alarm), votes, now_ms, self.calm_readings, int(self.min_interval_s * 1000), subject,
-                  repr(value), repr(deviation), ",".join(voted), alert.get("kind", "decision"),
-                  self.state_ttl_ms, self.LOG_MAX, self.SENSOR_LOG_MAX])
+        keys = [self.keys.incident(subject), self.keys.incidents_open, self.keys.incident_log(),
+                self.keys.incident_log(sensor)]
+        args = [int(alarm), votes, now_ms, self.calm_readings, int(self.min_interval_s * 1000), subject,
+                repr(value), repr(deviation), ",".join(voted), alert.get("kind", "decision"),
+                self.state_ttl_ms, self.LOG_MAX, self.SENSOR_LOG_MAX]
+        return self._script, keys, args
+
+    @_unavailable
+    def settle(self, subject: str, alert: dict, reply: list) -> str:
+        """Queue `alert` when the script's `reply` (`call`) opened, escalated or closed an incident
+        of `subject`; returns the transition."""
+        transition, incident, quiet = reply
         if transition in NOTIFY and self.alerts:
             if int(quiet):
                 metrics.ALERTS.labels(transition, "suppressed").inc()

@@ -23,23 +23,24 @@ def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window
     sensor's reference level, which then follows the reading unless it was critical
     (`webapp.detection.drift`); every detector but the physical rule must also beat its recent
     peak, kept in a small hash beside the sensor's series (`webapp.detection.peaks`), read with
-    the window and written with the decision: two round trips in all. Scores, votes and
-    the verdict go to the sensor's series; a warning or critical verdict is also appended to
-    the event log with every ballot, so ``/api/v1/anomalies`` can say why.
+    the window and written with the decision. Scores, votes and the verdict go to the sensor's
+    series; a warning or critical verdict is also appended to the event log with every ballot,
+    so ``/api/v1/anomalies`` can say why; `incidents` tracks the sensor's incident. Two round
+    trips in all: one read, then one pipeline of scripts (the decision, the event, the incident).
     """
     context, level, stored = store.read_for_judging(sensor, max(window_size, panel.readings), end=timestamp)
     peaks = RecentPeaks.from_fields(stored, panel.span)
     decision = panel.judge(context, level, peaks)
-    store.record_decision(sensor, timestamp, decision, panel.follow(level, context, decision),
-                          peaks=panel.remember(peaks, decision, timestamp).as_fields())
     window = Window(context.values[-window_size:], context.timestamps[-window_size:], sensor)
+    event = {"kind": "decision", "sensor": sensor, "timestamp": timestamp, "value": window.values[-1],
+             "window": list(window.values), **decision.as_dict()}
+    incident = [] if incidents is None else [incidents.call(sensor, decision.anomaly, decision.votes, timestamp, event)]
+    replies = store.record_decision(sensor, timestamp, decision, panel.follow(level, context, decision),
+                                    peaks=panel.remember(peaks, decision, timestamp).as_fields(),
+                                    events=[event] if decision.verdict != "normal" else [], also=incident)
     metrics.VERDICTS.labels(decision.verdict).inc()
     for name in decision.degraded:
         metrics.ABSTENTIONS.labels(name).inc()
-    event = {"kind": "decision", "sensor": sensor, "timestamp": timestamp, "value": window.values[-1],
-             "window": list(window.values), **decision.as_dict()}
-    if decision.verdict != "normal":
-        store.record_event(event)
     if incidents is not None:
-        incidents.observe(sensor, decision.anomaly, decision.votes, timestamp, event)
+        incidents.settle(sensor, event, replies[0])
     return window, decision

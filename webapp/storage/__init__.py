@@ -26,6 +26,8 @@ from webapp.storage.listing import Listing
 from webapp.storage.scripts import APPEND
 from webapp.storage.scripts import CREATE
 from webapp.storage.scripts import FORGET
+from webapp.storage.scripts import RECORD_DECISION
+from webapp.storage.scripts import RECORD_EVENTS
 from webapp.storage.state import JudgingState
 
 __all__ = ["DAY_MS", "FORGET_PER_CREATE", "Keys", "Store", "Stored"]
@@ -50,6 +52,8 @@ class Store(Ingest, JudgingState, Listing, EventLog):
         self._append = client.register_script(APPEND)
         self._create = client.register_script(CREATE)
         self._forget = client.register_script(FORGET)
+        self._record_decision = client.register_script(RECORD_DECISION)
+        self._record_events = client.register_script(RECORD_EVENTS)
 
     @_unavailable
     def ping(self) -> bool:

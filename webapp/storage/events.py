@@ -3,14 +3,15 @@ each sensor's own stream (`webapp.storage.scripts.RECORD_EVENTS`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
+from webapp.storage.base import ScriptCall
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
-from webapp.storage.scripts import RECORD_EVENTS
 
 
 class EventLog(StoreBase):
-    """The event log of `webapp.storage.Store`."""
+    """The event log of `webapp.storage.Store` (its script registered by the store)."""
 
     EVENTS_READ_MAX = 1000  # the most events one read returns, and what a sensor's stream keeps
     EVENT_KINDS = ("decision", "sensor_fault")
@@ -21,11 +22,16 @@ class EventLog(StoreBase):
         bounded event log, in one round trip; returns their ids."""
         if not events:
             return []
+        script, keys, args = self._events_call(events)
+        return script(keys=keys, args=args)
+
+    def _events_call(self, events: Sequence[dict]) -> ScriptCall:
+        """The script call that appends `events` (one or more), for `record_events` or a pipeline."""
         keys = [key for event in events for key in (self.keys.event_log(event["kind"]),
                                                      self.keys.event_log(event["kind"], event["sensor"]))]
         args = [self.settings.events_max, self.EVENTS_READ_MAX, self._retention_ms,
                 *(json.dumps(event, sort_keys=True) for event in events)]
-        return self.client.register_script(RECORD_EVENTS)(keys=keys, args=args)
+        return self._record_events, keys, args
 
     def record_event(self, event: dict) -> str:
         """Append one decision or sensor-fault event to the bounded event log; returns its id."""

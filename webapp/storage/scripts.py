@@ -111,3 +111,44 @@ for i = 4, #ARGV do
 end
 return ids
 """
+
+# One decision, in one atomic step (`webapp.storage.state`): the sensor's reference level, its
+# detectors' recent peaks (the hash replaced) and, at the reading's timestamp, each ballot's
+# score and vote and the verdict, each series created with its labels on first write (the
+# same commands a MULTI transaction of redis-py's TS.ADDs sent before, with a few arguments
+# instead of every label of every series; docs/detection.md "Performance"). Refused up front
+# when out of memory, as that transaction was. ON_DUPLICATE comes after LABELS, as redis-py
+# put it: RedisTimeSeries applies it and also keeps it as a label (ON_DUPLICATE=last) of a
+# series it creates, which this keeps so that new series look like the ones stored before.
+# KEYS: level, peaks, verdict, then each ballot's score and vote series.
+# ARGV: ts, retention (ms), the level ('' keeps it), the verdict's level (0-2), how many peak
+# fields follow the labels (0: peaks kept), the labels app, ns, sensor (values), the peak
+# fields and values, then each ballot's detector, score and vote.
+RECORD_DECISION = """#!lua
+local ts, retention, peak_fields = ARGV[1], ARGV[2], tonumber(ARGV[5])
+local app, ns, sensor = ARGV[6], ARGV[7], ARGV[8]
+if ARGV[3] ~= '' then redis.call('SET', KEYS[1], ARGV[3], 'PX', retention) end
+local at = 9
+if peak_fields > 0 then
+  local fields = {}
+  for i = at, at + 2 * peak_fields - 1 do fields[#fields + 1] = ARGV[i] end
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], unpack(fields))
+  redis.call('PEXPIRE', KEYS[2], retention)
+  at = at + 2 * peak_fields
+end
+local key = 4
+while at <= #ARGV do
+  local detector = ARGV[at]
+  for _, kind in ipairs({'score', 'vote'}) do
+    local value = kind == 'score' and ARGV[at + 1] or ARGV[at + 2]
+    redis.call('TS.ADD', KEYS[key], ts, value, 'RETENTION', retention, 'LABELS', 'app', app, 'ns', ns,
+               'sensor', sensor, 'detector', detector, 'kind', kind, 'ON_DUPLICATE', 'last')
+    key = key + 1
+  end
+  at = at + 3
+end
+redis.call('TS.ADD', KEYS[3], ts, ARGV[4], 'RETENTION', retention, 'LABELS', 'app', app, 'ns', ns,
+           'sensor', sensor, 'kind', 'verdict', 'ON_DUPLICATE', 'last')
+return 'OK'
+"""

@@ -2,8 +2,11 @@
 level, each ballot's score and vote, the verdict."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from webapp.detection.base import Window
 from webapp.detection.vote import Decision
+from webapp.storage.base import ScriptCall
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
 
@@ -28,41 +31,41 @@ class JudgingState(StoreBase):
         """What judging the reading at `end` needs, in one round trip: the newest `size` readings
         (one ``TS.REVRANGE … COUNT``, whose cost does not grow with the series' history), the
         reference level and the detectors' recent peaks as stored (`webapp.detection.peaks`)."""
-        pipe = self.client.ts().pipeline(transaction=False)
-        pipe.revrange(self.keys.series(sensor, "readings"), "-", end, count=size)
+        pipe = self.client.pipeline(transaction=False)  # plain commands: no TimeSeries client built per read
+        pipe.execute_command("TS.REVRANGE", self.keys.series(sensor, "readings"), "-", end, "COUNT", size)
         pipe.execute_command("GET", self.keys.series(sensor, "level"))  # not TS.GET: a plain string
         pipe.execute_command("HGETALL", self.keys.series(sensor, "peaks"))
         samples, level, peaks = pipe.execute()
-        samples.reverse()
-        window = Window(tuple(float(v) for _, v in samples), tuple(int(t) for t, _ in samples), sensor)
+        # [[timestamp, value], ...] newest first: value a string, or a float once a TimeSeries
+        # client registered its parser on this connection pool's client.
+        stamps, values = zip(*reversed(samples)) if samples else ((), ())
+        window = Window(tuple(map(float, values)), tuple(map(int, stamps)), sensor)
         return window, None if level is None else float(level), peaks  # a dict: the client decodes responses
 
     @_unavailable
     def record_decision(self, sensor: str, ts: int, decision: Decision, level: float | None = None,
-                        peaks: dict[str, str] | None = None) -> None:
+                        peaks: dict[str, str] | None = None, events: Sequence[dict] = (),
+                        also: Sequence[ScriptCall] = ()) -> list:
         """Store each ballot's score and vote and the verdict at the reading's timestamp, the
         sensor's reference level after it (`level`, when the panel follows one) and its
-        detectors' recent peaks (`peaks`, replacing the stored ones), in one transaction."""
-        ts_pipe = self.client.ts().pipeline(transaction=True)
-        retention = self._retention_ms
-        if level is not None:
-            ts_pipe.set(self.keys.series(sensor, "level"), repr(float(level)), px=retention)
-        if peaks is not None:
-            key = self.keys.series(sensor, "peaks")
-            ts_pipe.execute_command("DEL", key)  # the plain commands: TimeSeries' pipeline names its own delete
-            ts_pipe.execute_command("HSET", key, *(item for pair in peaks.items() for item in pair))
-            ts_pipe.execute_command("PEXPIRE", key, retention)
+        detectors' recent peaks (`peaks`, replacing the stored ones), in one atomic script
+        (`webapp.storage.scripts.RECORD_DECISION`). In the same round trip, after it: `events`
+        appended to the event log (`record_events`) and the scripts `also` (an incident's,
+        `webapp.alerting.Incidents.call`), whose replies are returned."""
+        keys = [self.keys.series(sensor, "level"), self.keys.series(sensor, "peaks"),
+                self.keys.series(sensor, "verdict")]
+        fields = [item for pair in peaks.items() for item in pair] if peaks is not None else []
+        args = [ts, self._retention_ms, "" if level is None else repr(float(level)), decision.level,
+                len(fields) // 2, *self._labels(sensor).values(), *fields]
         for ballot in decision.ballots:
             if ballot.vote is None:
                 continue
-            labels = self._labels(sensor, detector=ballot.detector)
-            ts_pipe.add(self.keys.series(sensor, "score", ballot.detector), ts, ballot.score,
-                        retention_msecs=retention, on_duplicate="last", labels={**labels, "kind": "score"})
-            ts_pipe.add(self.keys.series(sensor, "vote", ballot.detector), ts, int(ballot.vote),
-                        retention_msecs=retention, on_duplicate="last", labels={**labels, "kind": "vote"})
-        ts_pipe.add(self.keys.series(sensor, "verdict"), ts, decision.level, retention_msecs=retention,
-                    on_duplicate="last", labels=self._labels(sensor, kind="verdict"))
-        ts_pipe.execute()
+            keys += [self.keys.series(sensor, kind, ballot.detector) for kind in ("score", "vote")]
+            args += [ballot.detector, repr(float(ballot.score)), int(ballot.vote)]
+        calls = [(self._record_decision, keys, args)]
+        if events:
+            calls.append(self._events_call(events))
+        return self._run_scripts([*calls, *also])[len(calls):]
 
     @_unavailable
     def latest_ballots(self, sensor: str) -> dict[str, dict]:
