@@ -10,6 +10,8 @@ missing; nothing is skipped. Tests that kill ZooKeeper or Redis nodes use the
 """
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -201,29 +203,24 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 # ---------------------------------------------------------------------------------------
 # app fixtures: see below (`app`, `client`: create_app(test settings) aimed at the servers
-# above; `receiver`: the edge tests' stand-in web tier). Everything above this block is
-# self-contained.
+# above; `web_tier`: the real web tier served on a loopback port for the edge tests;
+# `edge_group`: ``python -m edge`` processes delivering to it). Everything above this block
+# is self-contained.
 # ---------------------------------------------------------------------------------------
 
-from tests.edge_fixtures import Receiver  # noqa: E402
+from harness.drill.web_tier import Recorder  # noqa: E402
+from harness.faults.edge_group import EdgeGroup  # noqa: E402
+from harness.faults.event_logs import Stored  # noqa: E402
+from harness.process import wait_until  # noqa: E402
 from webapp import create_app  # noqa: E402  (app fixtures below need the servers above)
 from webapp import shutdown  # noqa: E402
 from webapp.config import Settings  # noqa: E402
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """The edge tests' stand-in web tier (`tests.edge_fixtures.Receiver`) on a free loopback
-    port, recording every aggregate; stopped after the test."""
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
 def settings(redis_server: RedisServer, redis_prefix: str) -> Settings:
     """Web tier settings aimed at the session Redis, in this test's key namespace."""
-    return Settings(redis_url=redis_server.url, key_prefix=redis_prefix, hostname="test-replica", env="test")
+    return Settings().replace(redis_url=redis_server.url, key_prefix=redis_prefix, hostname="test-replica", env="test")
 
 
 @pytest.fixture
@@ -237,6 +234,116 @@ def app(settings: Settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+WARM_UP_READINGS = 16  # more than a window (WINDOW_SIZE, 10 by default): every detector votes
+
+
+class ServedWebTier:
+    """The real web tier, ``create_app(settings)``, served by werkzeug on a loopback port.
+
+    Behind it a `Recorder` (harness/drill/web_tier.py) keeps each aggregate answered 201 and
+    when its request arrived, for `check_invariants`; `rounds` reads what the store holds. The
+    faults the edge meets are played around the real app: `stop` takes it down and `start`
+    brings it back on the same port; `delay_s` slows every answer (a WSGI wrapper); `replica`
+    serves another app over the same Redis namespace, as web replicas share one Redis.
+    """
+
+    def __init__(self, settings: Settings, family: list[ServedWebTier], delay_s: float = 0.0) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self._warm_up()
+        self.recorder = Recorder(self.app if not delay_s else self._slowly(self.app, delay_s))
+        self.slowed: list[str] = []  # the paths of the requests `delay_s` slowed
+        self.port = free_port()
+        self.family = family  # this tier and its replicas: one Redis namespace
+        self.family.append(self)
+        self._server = None
+
+    def _warm_up(self) -> None:
+        """Judge full windows of a sensor of its own, as a deployed tier has before the edge
+        reaches it: the learned detectors are loaded (TensorFlow's import takes ~20 s on two
+        busy cores, once per process) before the first aggregate is timed by the edge."""
+        client = self.app.test_client()
+        for i in range(WARM_UP_READINGS):
+            assert client.get(f"/detectar?dato={20 + i % 3}&sensor=warm-up").status_code == 201
+
+    def _slowly(self, app, delay_s: float):
+        def slow(environ, start_response):
+            self.slowed.append(environ["PATH_INFO"])
+            time.sleep(delay_s)
+            return app(environ, start_response)
+        return slow
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServedWebTier:
+        from werkzeug.serving import make_server
+
+        self._server = make_server("127.0.0.1", self.port, self.recorder, threaded=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def replica(self, delay_s: float = 0.0) -> ServedWebTier:
+        return ServedWebTier(self.settings, self.family, delay_s).start()
+
+    @property
+    def stored(self) -> list[Stored]:
+        """The aggregates every replica answered 201, in arrival order."""
+        return sorted((s for tier in self.family for s in list(tier.recorder.stored)), key=lambda s: s.arrived)
+
+    def rounds(self, group: str = "g1") -> list[tuple[int, int]]:
+        """``(epoch, round)`` of each aggregate of `group` the store holds, in the order stored."""
+        store = self.app.extensions["store"]
+        members = store.client.zrange(store.keys.group(group, "done"), 0, -1)
+        return [tuple(map(int, member.split(":"))) for member in members]
+
+    def count(self, group: str = "g1") -> int:
+        return len(self.rounds(group))
+
+    def wait_stored(self, count: int, timeout: float) -> None:
+        """Wait until the store holds `count` more aggregates of group g1 than now."""
+        target = self.count() + count
+        wait_until(lambda: self.count() >= target, timeout, f"{count} more stored aggregates")
+
+
+@pytest.fixture
+def web_tier(settings: Settings) -> Iterator[ServedWebTier]:
+    """The real web tier on a free loopback port (`ServedWebTier`) over this test's Redis
+    namespace; it and its replicas are stopped and closed after the test."""
+    family: list[ServedWebTier] = []
+    yield ServedWebTier(settings, family).start()
+    for tier in family:
+        tier.stop()
+        shutdown(tier.app)
+
+
+@pytest.fixture
+def edge_group(tmp_path: Path, zk: KazooClient, zk_hosts: str,
+               web_tier: ServedWebTier) -> Iterator[Callable[..., EdgeGroup]]:
+    """Factory of `EdgeGroup`s (harness/faults/edge_group.py): ``python -m edge`` processes of
+    group g1 delivering to `web_tier`; ``edge_group(period_s, session_timeout, admin=None,
+    hosts=None)`` (an admin client and the hosts of another ensemble; default: this test's
+    chroot). Every process is stopped after the test."""
+    made: list[EdgeGroup] = []
+
+    def make(period_s: float = 0.5, session_timeout: float = 2.0, admin: KazooClient | None = None,
+             hosts: str | None = None) -> EdgeGroup:
+        made.append(EdgeGroup(tmp_path, admin or zk, hosts or zk_hosts + zk.chroot, [web_tier.url], period_s,
+                              session_timeout))
+        return made[-1]
+
+    yield make
+    for group in made:
+        group.stop()
 
 
 def snapshot(client: redis.Redis, prefix: str) -> dict[str, object]:

@@ -1,9 +1,12 @@
-"""Delivery: the durable spool, failover across URLs, stale-epoch answers, replay after an outage."""
+"""Delivery: the durable spool, failover across URLs, stale-epoch answers, replay after an outage.
+
+The web tier is the real one (`web_tier` in tests/conftest.py: ``create_app`` on a loopback
+port over real Redis); what it stored is read back from its store.
+"""
 from __future__ import annotations
 
 import threading
-
-import pytest
+import time
 
 from edge.delivery import Delivery
 from edge.delivery import Spool
@@ -11,25 +14,17 @@ from edge.hotconfig import merge
 from edge.schema import aggregate
 from harness.process import free_port
 from harness.process import wait_until
-from tests.edge_fixtures import Receiver
+
+BASE_MS = int(time.time() * 1000) - 3_600_000  # an hour ago: within the web tier's retention
 
 
 def _doc(round_: int, epoch: int = 1) -> dict:
-    return aggregate("g1", epoch, round_, 1_700_000_000_000 + round_, 20.0,
-                     [{"node_id": "n1", "value": 20.0, "measured_at": 1_700_000_000_000}], [])
+    return aggregate("g1", epoch, round_, BASE_MS + round_, 20.0,
+                     [{"node_id": "n1", "value": 20.0, "measured_at": BASE_MS}], [])
 
 
-@pytest.fixture
-def receivers():
-    made = []
-
-    def make(**kwargs) -> Receiver:
-        made.append(Receiver(**kwargs).start())
-        return made[-1]
-
-    yield make
-    for receiver in made:
-        receiver.stop()
+def _rounds(web_tier) -> list[int]:
+    return [round_ for _, round_ in web_tier.rounds()]
 
 
 class Harness:
@@ -64,96 +59,91 @@ def test_spool_survives_a_restart_in_order(tmp_path):
     assert [doc["round"] for _, doc in Spool(str(tmp_path), 10).oldest(10)] == [1, 2, 3]
 
 
-def test_failover_to_a_live_url(tmp_path, receivers):
-    live = receivers()
+def test_failover_to_a_live_url(tmp_path, web_tier):
     dead = f"http://127.0.0.1:{free_port()}"
-    with Harness(tmp_path, [dead, live.url]) as h:
+    with Harness(tmp_path, [dead, web_tier.url]) as h:
         for r in range(5):
             h.delivery.submit(_doc(r))
-        wait_until(lambda: live.count() == 5, 10, "5 aggregates stored")
-    assert live.rounds() == [0, 1, 2, 3, 4]
+        wait_until(lambda: web_tier.count() == 5, 10, "5 aggregates stored")
+    assert _rounds(web_tier) == [0, 1, 2, 3, 4]
 
 
-def test_a_slow_replica_is_left_within_the_timeout(tmp_path, receivers):
-    fast = receivers()
-    slow = fast.replica(delay_s=2.0).start()
-    try:
-        with Harness(tmp_path, [slow.url, fast.url], period=0.5) as h:
-            h.delivery.submit(_doc(1))
-            wait_until(lambda: fast.count() == 1, 3, "stored through the fast replica")
-            h.delivery.submit(_doc(2))
-            wait_until(lambda: fast.count() == 2, 1, "the next one goes straight to the fast replica")
-        wait_until(lambda: len(fast.answers) == 3, 5, "the slow replica finishes its request")
-        assert [code for _, code in fast.answers] == [201, 201, 200]  # the late copy: a duplicate
-    finally:
-        slow.stop()
+def test_a_slow_replica_is_left_within_the_timeout(tmp_path, web_tier):
+    slow = web_tier.replica(delay_s=2.0)
+    with Harness(tmp_path, [slow.url, web_tier.url], period=0.5) as h:
+        h.delivery.submit(_doc(1))
+        wait_until(lambda: web_tier.count() == 1, 10, "stored through the fast replica")
+        assert [s.doc["round"] for s in web_tier.recorder.stored] == [1]  # the fast one stored it
+        h.delivery.submit(_doc(2))
+        wait_until(lambda: web_tier.count() == 2, 10, "the next one stored")
+    assert [s.doc["round"] for s in web_tier.recorder.stored] == [1, 2]  # straight to the fast replica
+    store = web_tier.app.extensions["store"]
+    wait_until(lambda: store.group_state("g1").get("duplicates") == 1, 10, "the slow replica's late copy")
+    assert _rounds(web_tier) == [1, 2] and slow.recorder.stored == []  # the late copy: a duplicate, not stored
+    assert slow.slowed == ["/api/v1/readings"]  # round 2 went straight to the fast replica
 
 
-def test_outage_spools_then_replays_each_round_once_in_order(tmp_path, receivers):
-    web = receivers()
-    port = web.port
-    web.stop()
-    with Harness(tmp_path, [f"http://127.0.0.1:{port}"], period=0.2) as h:
+def test_outage_spools_then_replays_each_round_once_in_order(tmp_path, web_tier):
+    web_tier.stop()
+    with Harness(tmp_path, [web_tier.url], period=0.2) as h:
         for r in range(20):
             h.delivery.submit(_doc(r))
         wait_until(lambda: len(h.delivery.spool) == 20, 10, "all 20 aggregates spooled")
-        back = receivers(port=port)
-        wait_until(lambda: back.count() == 20 and not h.delivery.backlog(), 20, "replay finished")
-    assert back.rounds() == list(range(20))
-    assert [code for _, code in back.answers].count(201) == 20
+        web_tier.start()
+        wait_until(lambda: web_tier.count() == 20 and not h.delivery.backlog(), 20, "replay finished")
+    assert _rounds(web_tier) == list(range(20))
+    assert [s.doc["round"] for s in web_tier.stored] == list(range(20))  # each answered 201 once
+    assert web_tier.app.extensions["store"].group_state("g1").get("duplicates", 0) == 0
 
 
-def test_stale_epoch_is_dropped_and_reported(tmp_path, receivers):
-    web = receivers()
-    with Harness(tmp_path, [web.url]) as h:
+def test_stale_epoch_is_dropped_and_reported(tmp_path, web_tier):
+    with Harness(tmp_path, [web_tier.url]) as h:
         h.delivery.submit(_doc(1, epoch=5))
         h.delivery.submit(_doc(2, epoch=3))
         h.delivery.submit(_doc(1, epoch=5))
-        wait_until(lambda: len(web.answers) == 3, 10, "three answers")
+        wait_until(lambda: sum(h.delivery.counts.snapshot().values()) == 3, 10, "three answers")
         assert h.stale == [(3, 5)]
         assert h.delivery.counts.snapshot() == {"stored": 1, "stale": 1, "duplicate": 1}
         assert not h.delivery.backlog()
+    assert web_tier.rounds() == [(5, 1)]
 
 
-def test_nothing_is_sent_while_offline(tmp_path, receivers):
-    web = receivers()
-    with Harness(tmp_path, [web.url]) as h:
+def test_nothing_is_sent_while_offline(tmp_path, web_tier):
+    with Harness(tmp_path, [web_tier.url]) as h:
         h.online.clear()
         h.delivery.submit(_doc(1))
         wait_until(lambda: len(h.delivery.spool) == 1, 5, "spooled while offline")
-        assert web.count() == 0
+        assert web_tier.count() == 0
         h.online.set()
-        wait_until(lambda: web.count() == 1, 5, "sent once back online")
+        wait_until(lambda: web_tier.count() == 1, 10, "sent once back online")
 
 
 def _refused(h) -> list[dict]:
     return [doc for _, doc in h.delivery.refused.oldest(100)]
 
 
-def test_an_aggregate_the_web_tier_refuses_is_kept_counted_and_the_next_round_still_goes(tmp_path, receivers):
-    web = receivers()
+def test_an_aggregate_the_web_tier_refuses_is_kept_counted_and_the_next_round_still_goes(tmp_path, web_tier):
     spool = Spool(str(tmp_path), 1000)
     spool.append({**_doc(1), "value": 2e9})  # spooled by an edge that did not check the contract
     spool.append(_doc(2))
-    with Harness(tmp_path, [web.url]) as h:
-        wait_until(lambda: web.count() == 1 and not h.delivery.backlog(), 10, "the spool replayed")
-        assert web.rounds() == [2]
+    with Harness(tmp_path, [web_tier.url]) as h:
+        wait_until(lambda: web_tier.count() == 1 and not h.delivery.backlog(), 10, "the spool replayed")
+        assert _rounds(web_tier) == [2]
         assert h.delivery.counts["refused"] == 1
         [kept] = _refused(h)
-    assert kept["refused_by"] == "web" and kept["code"] == 400 and kept["url"].startswith(web.url)
+    assert kept["refused_by"] == "web" and kept["code"] == 400 and kept["url"].startswith(web_tier.url)
     assert "value must be within" in kept["error"] and kept["aggregate"] == {**_doc(1), "value": 2e9}
     assert tmp_path.joinpath("refused").is_dir() and len(Spool(str(tmp_path / "refused"), 10)) == 1
 
 
-def test_the_edge_refuses_its_own_bad_aggregate_before_sending_and_keeps_it(tmp_path, receivers):
-    web = receivers()
-    bad = aggregate("g1", 1, 1, 1_700_000_000_001, 20.0, [],
+def test_the_edge_refuses_its_own_bad_aggregate_before_sending_and_keeps_it(tmp_path, web_tier):
+    bad = aggregate("g1", 1, 1, BASE_MS + 1, 20.0, [],
                     [{"node_id": "n3", "value": 95.0, "reason": "x" * 201}])
-    with Harness(tmp_path, [web.url]) as h:
+    with Harness(tmp_path, [web_tier.url]) as h:
         h.delivery.submit(bad)
         h.delivery.submit(_doc(2))
-        wait_until(lambda: web.count() == 1, 10, "the good round stored")
-        assert web.rounds() == [2]
+        wait_until(lambda: web_tier.count() == 1, 10, "the good round stored")
+        assert _rounds(web_tier) == [2]
         assert h.delivery.counts["refused"] == 1
         [kept] = _refused(h)
     assert kept["refused_by"] == "edge" and kept["code"] is None and kept["url"] is None  # never sent

@@ -1,4 +1,5 @@
-"""The znodes a drill or a fault test reads and writes: a group's term (`leader_of`), the config."""
+"""The znodes a drill or a fault test reads and writes: a group's term (`leader_of`), the config;
+expiring a session (`expire_session`)."""
 from __future__ import annotations
 
 import json
@@ -27,3 +28,17 @@ def set_config(zk, doc: dict | str, root: str = DEFAULT_ROOT, group: str | None 
         zk.set(path, data)
     else:
         zk.create(path, data, makepath=True)
+
+
+def expire_session(hosts: str, client_id: tuple[int, bytes]) -> None:
+    """Expire a session server-side: a second client with its id and password closes it.
+
+    The twin connects without the chroot of `hosts`: kazoo checks a chroot with a read right
+    after connecting, which the server may answer by dropping the taken-over connection.
+    """
+    from kazoo.client import KazooClient
+
+    twin = KazooClient(hosts=hosts.split("/", 1)[0], client_id=client_id, timeout=2.0)
+    twin.start(timeout=10)
+    twin.stop()
+    twin.close()
