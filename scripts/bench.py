@@ -128,7 +128,7 @@ def fill(redis_port: int, sensor: str, count: int) -> None:
     client = redis.Redis(port=redis_port, decode_responses=True)
     step = 100
     first = time.time_ns() // 1_000_000 - 1000 - count * step
-    store = Store(client, Settings(redis_url=f"redis://127.0.0.1:{redis_port}/0"))
+    store = Store(client, Settings().replace(redis_url=f"redis://127.0.0.1:{redis_port}/0"))
     store.append_reading(sensor, first, 20.0)
     key = store.keys.series(sensor, "readings")
     batch = 10_000

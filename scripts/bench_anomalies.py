@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.start()
         try:
             server.wait_ready(60)
-            app = create_app(Settings(redis_url=server.url, key_prefix="bench:", hostname="bench", env="test"))
+            app = create_app(Settings().replace(redis_url=server.url, key_prefix="bench:", hostname="bench",
+                                                env="test"))
             try:
                 started = time.monotonic()
                 fill(app.extensions["store"], args.events, rare_every=args.events // 16)

@@ -144,7 +144,7 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     plan = TrainingPlan(epochs=epochs, seed=seed, false_alarm_rate=false_alarm_rate)
     with tempfile.TemporaryDirectory(prefix="ag-eval-") as scratch:
         models = trained_models(base, plan, name, Path(scratch), cache)
-        settings = Settings(models_dir=str(models), inference_backend="inprocess", window_size=WINDOW,
+        settings = Settings().replace(models_dir=str(models), inference_backend="inprocess", window_size=WINDOW,
                             physical=baseline_limits(times[:n], base, WINDOW), **(overrides or {}))
         panel = build_panel(settings)
         rows = replay(panel, times, values, n, name)

@@ -41,7 +41,7 @@ def redis_series(sensor: str, count: int) -> np.ndarray:
     from webapp.storage import Store
 
     settings = Settings.from_env()
-    store = Store(redis.Redis.from_url(settings.redis_url), settings)
+    store = Store(redis.Redis.from_url(settings.storage.redis_url), settings)
     return np.array([value for _, value in store.read_range(sensor, "-", "+", count, latest=True)])
 
 

@@ -14,6 +14,7 @@ from harness.process import wait_until
 from webapp import create_app
 from webapp import shutdown
 from webapp.alerting import Incidents
+from webapp.config import AlertSettings
 from webapp.storage import Keys
 
 
@@ -68,8 +69,13 @@ def alerting_app(settings, *receivers, **changes):
                                        vote_required=1, alert_min_interval_s=0.0, **changes))
 
 
+def queueing(**changes) -> AlertSettings:
+    """Alert settings that queue alerts (ALERT_URLS set; no notifier delivers them here)."""
+    return AlertSettings(alert_urls=("http://127.0.0.1:9/",), **changes)
+
+
 def test_incident_opens_once_escalates_and_closes(redis_client, redis_prefix):
-    incidents = Incidents(redis_client, Keys(redis_prefix), calm_readings=3, min_interval_s=0)
+    incidents = Incidents(redis_client, Keys(redis_prefix), 3, queueing(alert_min_interval_s=0))
     body = {"kind": "decision", "sensor": "s"}
     steps = [(True, 3), (True, 3), (True, 4), (True, 3), (False, 0), (False, 0), (True, 3), (False, 0),
              (False, 0), (False, 0), (False, 0)]
@@ -82,7 +88,7 @@ def test_incident_opens_once_escalates_and_closes(redis_client, redis_prefix):
 
 
 def test_opening_alerts_are_rate_limited_per_subject(redis_client, redis_prefix):
-    incidents = Incidents(redis_client, Keys(redis_prefix), calm_readings=1, min_interval_s=60)
+    incidents = Incidents(redis_client, Keys(redis_prefix), 1, queueing(alert_min_interval_s=60))
     body = {"kind": "decision", "sensor": "s"}
     for now in (0, 1_000, 2_000, 3_000):
         incidents.observe("s", now % 2000 == 0, 3, now, body)
@@ -115,19 +121,18 @@ def test_critical_verdicts_reach_every_webhook_once_with_the_evidence(settings, 
 def test_a_receiver_down_for_a_while_gets_the_alert_when_back(settings, receivers):
     receiver = Receiver(status=503).start()
     receivers.append(receiver)
-    app = alerting_app(settings, receiver)
-    notifier = app.extensions["notifier"]
-    notifier.reclaim_s, notifier.backoff_s = 0.5, 0.05
+    app = alerting_app(settings, receiver, alert_reclaim_s=0.5, alert_backoff_s=0.05)
+    stream = Keys(settings.storage.key_prefix).alerts
     try:
         app.test_client().get("/detectar?dato=20&sensor=pump")
         app.test_client().get("/detectar?dato=900&sensor=pump")
-        wait_until(lambda: app.extensions["redis"].xpending(f"{settings.key_prefix}alerts", "notifier")["pending"] == 1,
+        wait_until(lambda: app.extensions["redis"].xpending(stream, "notifier")["pending"] == 1,
                    10, "the alert to stay pending while the receiver fails")
         assert receiver.bodies == []
         receiver.status = 200
         wait_until(lambda: len(receiver.bodies) == 1, 15, "the alert after the receiver is back")
         assert receiver.bodies[0]["sensor"] == "pump"
-        wait_until(lambda: app.extensions["redis"].xpending(f"{settings.key_prefix}alerts", "notifier")["pending"] == 0,
+        wait_until(lambda: app.extensions["redis"].xpending(stream, "notifier")["pending"] == 0,
                    10, "the alert acknowledged")
     finally:
         shutdown(app)

@@ -60,7 +60,7 @@ def test_detectar_judges_the_window_ending_with_the_reading(client, settings):
     assert calm["verdict"] == "normal" and calm["anomaly"] is False
     assert calm["window"] == [20.0, 20.2, 20.1, 20.3]
     assert calm["votes"]["physical"]["vote"] is False
-    assert calm["quorum"] == {"required": settings.vote_required, "of": 5, "votes": 0}
+    assert calm["quorum"] == {"required": settings.detection.vote_required, "of": 5, "votes": 0}
     spike = client.get("/detectar?dato=140&sensor=boiler").json
     assert spike["votes"]["physical"]["vote"] is True
     assert spike["verdict"] in ("warning", "critical")
@@ -70,9 +70,9 @@ def test_detectar_judges_the_window_ending_with_the_reading(client, settings):
 
 
 def test_detectar_window_is_bounded_by_window_size(client, settings):
-    for value in range(settings.window_size + 5):
+    for value in range(settings.detection.window_size + 5):
         body = client.get(f"/detectar?dato={20 + value * 0.1:.1f}&sensor=w").json
-    assert len(body["window"]) == settings.window_size
+    assert len(body["window"]) == settings.detection.window_size
     assert body["window"][-1] == body["value"]
 
 

@@ -78,7 +78,7 @@ def test_production_refuses_zookeeper_without_credentials_and_an_admin_key_that_
     production_env.setenv("ADMIN_KEYS", "admin-1")
     app = create_app()
     try:
-        assert app.extensions["settings"].env == "production"
+        assert app.extensions["settings"].web.env == "production"
         assert post(app.test_client(), aggregate("g1")).status_code == 401
     finally:
         shutdown(app)
@@ -104,7 +104,7 @@ def test_keys_never_appear_in_the_settings_repr(tmp_path):
     zk_file.write_text(ZK_AUTH + "\n", encoding="utf-8")
     web = Settings.from_env({"API_KEYS": "boiler-1 ingest-group-key, * ingest-any-key", "ADMIN_KEYS": "admin-key-x",
                              "ZK_AUTH_FILE": str(zk_file), "REDIS_PASSWORD": "redis-pw-x"})
-    assert (web.api_keys, dict(web.group_keys), web.admin_keys, web.zk_auth) == (
+    assert (web.auth.api_keys, dict(web.auth.group_keys), web.auth.admin_keys, web.cluster.zk_auth) == (
         ("ingest-any-key",), {"boiler-1": ("ingest-group-key",)}, ("admin-key-x",), ZK_AUTH)
     edge = EdgeSettings.from_args(["--group", "boiler-1", "--node-id", "n1", "--zk", "127.0.0.1:2181"],
                                   {"AEROGUARD_API_KEY": "ingest-group-key", "ZK_AUTH_FILE": str(zk_file)})
@@ -187,7 +187,7 @@ def test_key_rotation_with_two_keys_live_at_once(settings, tmp_path, redis_clien
     def replica(lines: str):
         secret.write_text(lines, encoding="utf-8")
         keys = Settings.from_env({"API_KEYS_FILE": str(secret)})
-        return create_app(settings.replace(api_keys=keys.api_keys, group_keys=keys.group_keys))
+        return create_app(settings.replace(api_keys=keys.auth.api_keys, group_keys=keys.auth.group_keys))
 
     apps = [replica("boiler-1 key-1\n"), replica("boiler-1 key-2\nboiler-1 key-1\n"), replica("boiler-1 key-2\n")]
     try:

@@ -199,8 +199,8 @@ def test_put_config_keeps_api_urls_to_the_allowed_hosts(make_cluster_app, zk):
 
 
 def test_config_url_hosts_is_read_from_the_environment():
-    assert Settings.from_env({"CONFIG_URL_HOSTS": " web , 127.0.0.1,"}).config_url_hosts == ("web", "127.0.0.1")
-    assert Settings.from_env({}).config_url_hosts == ()
+    assert Settings.from_env({"CONFIG_URL_HOSTS": " web , 127.0.0.1,"}).cluster.config_url_hosts == ("web", "127.0.0.1")
+    assert Settings.from_env({}).cluster.config_url_hosts == ()
 
 
 def test_an_aggregate_the_contract_refuses_is_kept_and_shown_in_the_cluster_view(cluster_app, edge_nodes):

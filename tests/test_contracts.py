@@ -203,7 +203,7 @@ def test_the_contracts_import_neither_side():
 
 
 def test_the_edge_checks_timestamps_with_the_web_tiers_default_skew():
-    assert aggregate_contract.MAX_FUTURE_SKEW_MS == Settings().max_future_skew_s * 1000
+    assert aggregate_contract.MAX_FUTURE_SKEW_MS == Settings().limits.max_future_skew_s * 1000
     assert _edge_accepts({**GOOD, "timestamp": NOW + 5_000}) and not _edge_accepts({**GOOD, "timestamp": NOW + 5_001})
 
 

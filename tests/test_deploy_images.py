@@ -145,8 +145,8 @@ def test_web_tier_asks_tf_serving_over_grpc(stack):
     env = environment(stack["services"]["web"])
     settings = Settings.from_env({key: value for key, value in env.items() if not key.endswith("_FILE")})
     assert backend_kind(settings) == "grpc"
-    assert settings.serving_host == "tf-serving" and settings.serving_host in stack["services"]
-    assert settings.serving_grpc_port == 8500
+    assert settings.inference.serving_host == "tf-serving" and settings.inference.serving_host in stack["services"]
+    assert settings.inference.serving_grpc_port == 8500
 
 
 def test_tf_serving_healthcheck_passes_on_the_rest_api_and_fails_without_it(stack):

@@ -211,7 +211,7 @@ def test_physical_rule_sees_a_stuck_sensor_and_a_jump():
 
 
 def test_build_panel_uses_the_committed_models():
-    panel = build_panel(Settings(inference_backend="inprocess"))
+    panel = build_panel(Settings().replace(inference_backend="inprocess"))
     assert panel.names == ("physical", "isolation_forest", "autoencoder", "lstm", "context")
     assert panel.readings == 291  # the context detector's 288 readings and the newest 3
     values = TemperatureSimulator(seed=8).series(panel.readings, start_s=500)[1]
@@ -226,14 +226,14 @@ def test_build_panel_uses_the_committed_models():
 
 
 def test_build_panel_abstains_without_a_manifest(tmp_path):
-    panel = build_panel(Settings(models_dir=str(tmp_path)))
+    panel = build_panel(Settings().replace(models_dir=str(tmp_path)))
     assert [type(v) for v in panel.voters[1:]] == [Abstainer] * 4
     decision = panel.judge(Window((20.0,) * W, STAMPS))
     assert decision.degraded == ("isolation_forest", "autoencoder", "lstm", "context")
 
 
 def test_threshold_override_applies_to_model_name():
-    panel = build_panel(Settings(threshold=123.0, model_name="lstm"))
+    panel = build_panel(Settings().replace(threshold=123.0, model_name="lstm"))
     thresholds = {v.name: v.threshold for v in panel.voters}
     assert thresholds["lstm"] == 123.0 and thresholds["autoencoder"] != 123.0
 
@@ -242,9 +242,9 @@ def test_vote_quorum_is_configurable():
     values = TemperatureSimulator(seed=8).series(W, start_s=500)[1]
     window = Window(tuple(values[:-1]) + (values[-1] + 8.0,), STAMPS)
     limits = PhysicalLimits(low=-100.0, high=100.0, max_rate=1000.0)
-    unanimous = build_panel(Settings(vote_required=4, physical=limits)).judge(window)
+    unanimous = build_panel(Settings().replace(vote_required=4, physical=limits)).judge(window)
     assert unanimous.votes == 3 and unanimous.verdict == "warning"
-    assert build_panel(Settings(vote_required=3, physical=limits)).judge(window).verdict == "critical"
+    assert build_panel(Settings().replace(vote_required=3, physical=limits)).judge(window).verdict == "critical"
 
 
 def test_simulator_faults_do_what_they_say():

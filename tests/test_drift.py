@@ -144,7 +144,7 @@ def test_judging_reads_the_context_and_keeps_the_peaks_in_redis(redis_client, se
         DriftFollower(0.0, tau=-1)
     assert DriftFollower(20.0, tau=0).follow(21.0, Window((30.0,), (0,)), critical=False) == 21.0
     with pytest.raises(ValueError, match="drift_tau"):
-        Settings(drift_tau=0.5)
+        Settings().replace(drift_tau=0.5)
 
 
 def replay(panel, values: np.ndarray, follow: bool) -> np.ndarray:
@@ -164,8 +164,8 @@ def test_a_slow_warming_is_followed_and_a_fast_drift_still_raises_critical():
     over an hour draws votes through much of its last quarter without following and almost
     none with it, while a 3 °C drift over 10 minutes (the simulator's drift fault) still goes
     critical, and nothing before it does."""
-    panel = build_panel(Settings(inference_backend="inprocess"))
-    assert panel.follower is not None and panel.follower.tau == Settings().drift_tau
+    panel = build_panel(Settings().replace(inference_backend="inprocess"))
+    assert panel.follower is not None and panel.follower.tau == Settings().detection.drift_tau
     warming = TemperatureSimulator(seed=21).series(3600)[1] + np.linspace(0.0, 4.0, 3600)
     still = replay(panel, warming, follow=False)
     followed = replay(panel, warming, follow=True)

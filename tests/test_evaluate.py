@@ -66,7 +66,7 @@ def test_baseline_limits_turn_the_stuck_check_off_for_flat_baselines():
 
 def test_replay_is_causal():
     times, values, _ = TemperatureSimulator(seed=3, faults=[Fault("spike", 140, 2, 6.0)]).series(200)
-    panel = build_panel(Settings(inference_backend="inprocess"))
+    panel = build_panel(Settings().replace(inference_backend="inprocess"))
     full = evaluate.replay(panel, times, values, 100, "s")
     cut = evaluate.replay(panel, times[:150], values[:150], 100, "s")
     assert full[:50] == cut

@@ -167,8 +167,8 @@ class Demo:
         self.started_ms = started_ms
         self.ended_ms = ended_ms
         # radix v3 (the plugin's client) speaks RESP2: so does this one.
-        self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True, protocol=2)
-        self.variables = {"ns": Keys(settings.key_prefix).namespace, "prefix": settings.key_prefix}
+        self.redis = redis.Redis.from_url(settings.storage.redis_url, decode_responses=True, protocol=2)
+        self.variables = {"ns": Keys(settings.storage.key_prefix).namespace, "prefix": settings.storage.key_prefix}
 
     def interpolate(self, text: str, sensors: list[str] | None = None) -> str:
         variables = {**self.variables, "sensor": sensors if sensors is not None else self.sensors()}
@@ -251,8 +251,8 @@ def run_demo(settings: Settings) -> Demo:
 
 @pytest.fixture(scope="module")
 def demo(redis_server):
-    settings = Settings(redis_url=redis_server.url, key_prefix=f"t:{uuid.uuid4().hex}:", hostname="grafana-demo",
-                        env="test")
+    settings = Settings().replace(redis_url=redis_server.url, key_prefix=f"t:{uuid.uuid4().hex}:",
+                                  hostname="grafana-demo", env="test")
     found = run_demo(settings)
     yield found
     found.redis.close()

@@ -62,13 +62,13 @@ def test_an_epoch_no_election_issued_cannot_move_the_fence(zk_app, zk, redis_cli
     client = zk_app.test_client()
     publish_epoch(zk, "boiler-1", 5)
     assert post(client, aggregate(epoch=5, round=1)).status_code == 201
-    before = snapshot(redis_client, settings.key_prefix)
+    before = snapshot(redis_client, settings.storage.key_prefix)
 
     attack = post(client, aggregate(epoch=POISON, round=2))
 
     assert attack.status_code == 403
     assert "not issued by its election" in attack.json["error"] and attack.json["issued_epoch"] == 5
-    assert snapshot(redis_client, settings.key_prefix) == before
+    assert snapshot(redis_client, settings.storage.key_prefix) == before
     assert post(client, aggregate(epoch=5, round=2)).status_code == 201  # the real leader goes on
     publish_epoch(zk, "boiler-1", 6)  # a new election: the next leader is admitted at once
     assert post(client, aggregate(epoch=6, round=3)).status_code == 201
@@ -101,17 +101,17 @@ def test_in_production_an_unknown_group_or_a_missing_zookeeper_cannot_prove_an_e
 
 def test_plain_readings_and_an_edge_group_cannot_share_a_series(client, redis_client, settings):
     assert post(client, aggregate(group="boiler-1")).status_code == 201
-    before = snapshot(redis_client, settings.key_prefix)
+    before = snapshot(redis_client, settings.storage.key_prefix)
     refused = client.get("/nuevo?dato=999&sensor=boiler-1")
     assert refused.status_code == 403 and "edge group" in refused.json["error"]
     assert client.get("/detectar?dato=999&sensor=boiler-1").status_code == 403
-    assert snapshot(redis_client, settings.key_prefix) == before
+    assert snapshot(redis_client, settings.storage.key_prefix) == before
 
     assert client.get("/nuevo?dato=21&sensor=lab-1").status_code == 201
-    before = snapshot(redis_client, settings.key_prefix)
+    before = snapshot(redis_client, settings.storage.key_prefix)
     taken = post(client, aggregate(group="lab-1"))
     assert taken.status_code == 403 and "plain readings" in taken.json["error"]
-    assert snapshot(redis_client, settings.key_prefix) == before
+    assert snapshot(redis_client, settings.storage.key_prefix) == before
 
 
 # --- 2. bounded Redis memory -----------------------------------------------------------------
@@ -122,10 +122,10 @@ def test_new_sensors_are_bounded_by_a_quota_and_nothing_is_written_past_it(setti
     try:
         for i in range(3):
             assert client.get(f"/nuevo?dato=1&sensor=s{i}").status_code == 201
-        before = snapshot(redis_client, settings.key_prefix)
+        before = snapshot(redis_client, settings.storage.key_prefix)
         refused = client.get("/nuevo?dato=1&sensor=s3")
         assert refused.status_code == 403 and "MAX_SENSORS" in refused.json["error"]
-        assert snapshot(redis_client, settings.key_prefix) == before
+        assert snapshot(redis_client, settings.storage.key_prefix) == before
         assert client.get("/nuevo?dato=2&sensor=s0").status_code == 201  # known sensors go on
         assert post(client, aggregate(group="g1", epoch=1)).status_code == 201  # groups are not counted
     finally:
@@ -137,14 +137,14 @@ def test_an_idle_series_is_forgotten_with_every_key_it_has(client, app, redis_cl
         assert client.get(f"/detectar?dato={value}&sensor=old").status_code == 201
     client.get("/nuevo?dato=1&sensor=live")
     store: Store = app.extensions["store"]
-    old_keys = [k for k in redis_client.scan_iter(match=f"{settings.key_prefix}*") if ":old:" in k]
+    old_keys = [k for k in redis_client.scan_iter(match=f"{settings.storage.key_prefix}*") if ":old:" in k]
     assert len(old_keys) >= 6  # readings, two compactions, scores, votes, verdict, level, write ids
 
-    later = now_ms() + int(settings.sensor_idle_days * 86_400_000) + 1000
+    later = now_ms() + int(settings.retention.sensor_idle_days * 86_400_000) + 1000
     assert store.forget_idle("sensors", limit=1, now_ms=later) in (["old"], ["live"])
     assert sorted(store.forget_idle("sensors", limit=10, now_ms=later)) in (["old"], ["live"])
 
-    assert [k for k in redis_client.scan_iter(match=f"{settings.key_prefix}*") if ":old:" in k] == []
+    assert [k for k in redis_client.scan_iter(match=f"{settings.storage.key_prefix}*") if ":old:" in k] == []
     assert client.get("/listar?sensor=old").json["count"] == 0
 
 
@@ -163,13 +163,13 @@ def test_a_full_redis_answers_503_and_nothing_is_half_written(settings, make_red
         assert client.get("/nuevo?dato=1&sensor=known").status_code == 201
         raw.set("ballast", "x" * (1024 * 1024))
         raw.config_set("maxmemory", raw.info("memory")["used_memory"] - 256 * 1024)  # now over the limit
-        before = snapshot(raw, settings.key_prefix)
+        before = snapshot(raw, settings.storage.key_prefix)
 
         for path in ("/nuevo?dato=2&sensor=known", "/nuevo?dato=2&sensor=new", "/detectar?dato=2&sensor=new2"):
             full = client.get(path)
             assert full.status_code == 503, path
         assert post(client, aggregate(group="g-new")).status_code == 503
-        assert snapshot(raw, settings.key_prefix) == before
+        assert snapshot(raw, settings.storage.key_prefix) == before
 
         raw.delete("ballast")
         assert client.get("/nuevo?dato=2&sensor=known").status_code == 201
@@ -233,7 +233,7 @@ def test_every_acknowledged_reading_is_stored_once_across_redis_pauses(settings,
 
     assert len(answers) == 3 * per_writer  # every reading acknowledged in the end
     for n in range(3):
-        samples = raw.ts().range(f"{settings.key_prefix}s:w{n}:readings", "-", "+")
+        samples = raw.ts().range(f"{settings.storage.key_prefix}s:w{n}:readings", "-", "+")
         assert [v for _, v in samples] == [float(i) for i in range(per_writer)]  # once each, in order
         assert [t for t, _ in samples] == [answers[(f"w{n}", i)] for i in range(per_writer)]
     raw.close()

@@ -177,7 +177,7 @@ def test_circuit_closes_when_the_server_is_back(registry):
 
 
 def test_served_detectors_abstain_when_the_server_is_down():
-    settings = Settings(serving_host="127.0.0.1", serving_grpc_port=free_port(), inference_timeout_s=0.2)
+    settings = Settings().replace(serving_host="127.0.0.1", serving_grpc_port=free_port(), inference_timeout_s=0.2)
     panel = build_panel(settings)
     decision = panel.judge(Window(tuple(WINDOWS[0]), STAMPS))  # ten readings: the context detector waits for 33
     assert decision.degraded == ("autoencoder", "lstm", "context")
@@ -190,9 +190,9 @@ def test_served_detectors_abstain_when_the_server_is_down():
 @pytest.mark.parametrize("kind", ["grpc", "rest"])
 def test_panel_over_the_standin_matches_in_process(standin, kind):
     port = standin.grpc_port if kind == "grpc" else standin.rest_port
-    remote = build_panel(Settings(serving_host="127.0.0.1", inference_backend=kind,
-                                  serving_grpc_port=port, serving_rest_port=port))
-    local = build_panel(Settings(inference_backend="inprocess"))
+    remote = build_panel(Settings().replace(serving_host="127.0.0.1", inference_backend=kind,
+                                            serving_grpc_port=port, serving_rest_port=port))
+    local = build_panel(Settings().replace(inference_backend="inprocess"))
     assert isinstance(remote, ConcurrentPanel) and not isinstance(local, ConcurrentPanel)
     window = Window(tuple(WINDOWS[1]), STAMPS)
     a, b = remote.judge(window).as_dict(), local.judge(window).as_dict()
@@ -206,10 +206,10 @@ def test_panel_over_the_standin_matches_in_process(standin, kind):
 
 def test_backend_choice_follows_settings():
     assert make_backend(Settings()).kind == "inprocess"
-    assert make_backend(Settings(serving_host="tfserving")).kind == "grpc"
-    assert make_backend(Settings(serving_host="tfserving", inference_backend="rest")).kind == "rest"
+    assert make_backend(Settings().replace(serving_host="tfserving")).kind == "grpc"
+    assert make_backend(Settings().replace(serving_host="tfserving", inference_backend="rest")).kind == "rest"
     with pytest.raises(ValueError, match="inference_backend"):
-        Settings(inference_backend="carrier-pigeon")
+        Settings().replace(inference_backend="carrier-pigeon")
 
 
 def test_web_worker_with_a_remote_backend_never_imports_tensorflow(standin):
@@ -219,7 +219,7 @@ def test_web_worker_with_a_remote_backend_never_imports_tensorflow(standin):
         from webapp.config import Settings
         from webapp.detection import build_panel
         from webapp.detection.base import Window
-        panel = build_panel(Settings(serving_host="127.0.0.1", serving_grpc_port={standin.grpc_port}))
+        panel = build_panel(Settings().replace(serving_host="127.0.0.1", serving_grpc_port={standin.grpc_port}))
         decision = panel.judge(Window(tuple(float(20 + i / 100) for i in range(40)), tuple(range(0, 40000, 1000))))
         print(json.dumps({{"degraded": list(decision.degraded), "tf": "tensorflow" in sys.modules,
                           "rss_mib": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024}}))
@@ -234,15 +234,16 @@ def test_inference_settings_come_from_the_environment():
     settings = Settings.from_env({"SERVING_HOST": "tfs", "INFERENCE_BACKEND": "rest", "SERVING_REST_PORT": "9501",
                                   "SERVING_GRPC_PORT": "9500", "INFERENCE_TIMEOUT_S": "0.1",
                                   "BREAKER_FAILURES": "3", "BREAKER_RESET_S": "2", "MODELS_DIR": "/m"})
-    assert (settings.serving_host, settings.inference_backend, settings.serving_rest_port) == ("tfs", "rest", 9501)
-    assert (settings.serving_grpc_port, settings.inference_timeout_s) == (9500, 0.1)
-    assert (settings.breaker_failures, settings.breaker_reset_s, settings.models_dir) == (3, 2.0, "/m")
+    inference = settings.inference
+    assert (inference.serving_host, inference.inference_backend, inference.serving_rest_port) == ("tfs", "rest", 9501)
+    assert (inference.serving_grpc_port, inference.inference_timeout_s) == (9500, 0.1)
+    assert (inference.breaker_failures, inference.breaker_reset_s, inference.models_dir) == (3, 2.0, "/m")
 
 
 def test_concurrent_judges_against_a_dead_server_only_abstain():
     """Threads sharing one client while its channel fails: abstentions, never an exception."""
-    panel = build_panel(Settings(serving_host="127.0.0.1", serving_grpc_port=free_port(),
-                                 inference_timeout_s=0.2, breaker_failures=1000))
+    panel = build_panel(Settings().replace(serving_host="127.0.0.1", serving_grpc_port=free_port(),
+                                           inference_timeout_s=0.2, breaker_failures=1000))
     window = Window(tuple(WINDOWS[2]), STAMPS)
     with ThreadPoolExecutor(max_workers=4) as pool:
         decisions = list(pool.map(lambda _: panel.judge(window), range(40)))

@@ -38,3 +38,31 @@ def test_every_readme_curl_works(local_stack):
         done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
         assert done.stdout.strip(), line
+
+
+def configuration_table() -> list[tuple[str, str]]:
+    """``(group, variable)`` of each row of README's web tier table (the first under
+    "## Configuration"), whose bold rows name the groups."""
+    section = (ROOT / "README.md").read_text().split("\n## Configuration\n", 1)[1]
+    table = re.search(r"(?:^\|.*\n)+", section, flags=re.M).group(0).splitlines()[2:]
+    rows, group = [], None
+    for row in table:
+        first = row.split("|")[1].strip()
+        heading = re.fullmatch(r"\*\*(\w+)\*\*", first)
+        if heading:
+            group = heading.group(1)
+        else:
+            rows += [(group, name) for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", first)]
+    return rows
+
+
+def test_the_configuration_table_lists_every_setting_once_in_its_group():
+    from webapp.config import Settings
+
+    declared = list(dict.fromkeys((group, env) for group, _, env in Settings.variables()))  # API_KEYS: two fields
+    gunicorn_conf = (ROOT / "webapp" / "gunicorn_conf.py").read_text()
+    read_by_gunicorn = set(re.findall(r'os\.environ(?:\.get\(|\.setdefault\(|\[)"([A-Z0-9_]+)"', gunicorn_conf))
+    listed = configuration_table()
+    assert [row for row in listed if row[0] != "gunicorn"] == declared, "README lists Settings in declaration order"
+    assert len({name for _, name in listed}) == len(listed), "each variable once"
+    assert {name for group, name in listed if group == "gunicorn"} == read_by_gunicorn - {env for _, env in declared}

@@ -129,9 +129,9 @@ def test_sentinels_require_the_password_and_still_reach_each_other(secured):
 
 
 def test_web_tier_finds_the_master_through_the_password_protected_sentinels(secured):
-    settings = Settings(redis_sentinels=tuple(("127.0.0.1", port) for port in secured.sentinel_ports),
+    settings = Settings().replace(redis_sentinels=tuple(("127.0.0.1", port) for port in secured.sentinel_ports),
                         redis_sentinel_master=MASTER_NAME, redis_password=PASSWORD)
-    client = make_redis(settings)
+    client = make_redis(settings.storage)
     try:
         client.set("t:web-through-sentinel", "ok")
         assert client.get("t:web-through-sentinel") == "ok"
@@ -214,16 +214,16 @@ def test_every_redis_dashboard_query_runs_as_grafanas_read_only_user(secured):
     from tests.test_grafana import run_demo
 
     url = f"redis://127.0.0.1:{secured.master_port}/0"
-    settings = Settings(redis_url=url, redis_password=PASSWORD, key_prefix=Settings().key_prefix,
+    settings = Settings().replace(redis_url=url, redis_password=PASSWORD, key_prefix=Settings().storage.key_prefix,
                         hostname="grafana-acl", env="test")
     written = run_demo(settings)
     written.redis.close()
     grafana_url = f"redis://grafana:{GRAFANA_PASSWORD}@127.0.0.1:{secured.master_port}/0"
-    reader = Demo(written.app, dataclasses.replace(settings, redis_url=grafana_url, redis_password=None),
+    reader = Demo(written.app, settings.replace(redis_url=grafana_url, redis_password=None),
                   written.started_ms, written.ended_ms)
     try:
         with pytest.raises(redis.exceptions.NoPermissionError):   # reading as grafana indeed
-            reader.redis.set(f"{settings.key_prefix}probe", "x")
+            reader.redis.set(f"{settings.storage.key_prefix}probe", "x")
         assert reader.sensors() == ["boiler-1", "kettle"]
         queries = _redis_queries()
         assert queries

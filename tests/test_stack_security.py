@@ -167,4 +167,4 @@ def test_grafana_acl_covers_the_web_tiers_key_prefix():
     conf = (ROOT / "redis/redis.conf").read_text(encoding="utf-8")
     (line,) = [each for each in conf.splitlines() if each.startswith("user grafana ")]
     assert line.split()[2] == "off", "the password is added by the entrypoint, never in git"
-    assert f"~{Settings().key_prefix}*" in line.split()
+    assert f"~{Settings().storage.key_prefix}*" in line.split()

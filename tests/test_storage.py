@@ -1,7 +1,6 @@
 """Storage over the real RedisTimeSeries: order, uniqueness, fencing, series layout."""
 from __future__ import annotations
 
-import dataclasses
 import threading
 
 import pytest
@@ -92,7 +91,7 @@ def test_series_has_labels_retention_and_compaction_rules(redis_client, settings
     assert rules == {f"{redis_prefix}s:lab:readings:avg_1m": (60_000, "AVG"),
                      f"{redis_prefix}s:lab:readings:avg_1h": (3_600_000, "AVG")}
     minute = redis_client.ts().info(f"{redis_prefix}s:lab:readings:avg_1m")
-    assert minute.retention_msecs == settings.minute_retention_days * 86_400_000
+    assert minute.retention_msecs == settings.retention.minute_retention_days * 86_400_000
 
 
 def test_compaction_averages_each_minute(redis_client, settings, redis_prefix):
@@ -118,7 +117,7 @@ def test_epoch_fence_and_idempotency_in_one_step(redis_client, settings):
 
 def test_remembered_rounds_are_one_key_per_group_trimmed_to_the_retention(redis_client, settings, redis_prefix):
     # 5 s: long enough that the key cannot expire while a loaded machine runs the 300 writes.
-    store = Store(redis_client, dataclasses.replace(settings, retention_days=5_000 / DAY_MS))
+    store = Store(redis_client, settings.replace(retention_days=5_000 / DAY_MS))
     for round_ in range(300):
         assert store.append_aggregate("many", 1, round_, 1_000 + 100 * round_, 1.0).status == "stored"
     keys = set(redis_client.scan_iter(f"{redis_prefix}g:many:*"))
@@ -141,7 +140,7 @@ def test_judging_state_reads_only_its_window_and_the_reference_level(redis_clien
     decision = decide([Ballot("physical", False, 0.1, 1.0)], required=1)
     store.record_decision("win", 49_000, decision, level=44.25)
     assert store.read_judging_state("win", 1)[1] == 44.25
-    assert 0 < redis_client.pttl(f"{settings.key_prefix}s:win:level") <= store._retention_ms
+    assert 0 < redis_client.pttl(f"{settings.storage.key_prefix}s:win:level") <= store._retention_ms
 
 
 def test_event_log_is_newest_first_and_filtered(redis_client, settings):
@@ -168,6 +167,6 @@ def test_wait_for_a_replica_before_acknowledging(settings, make_redis_server):
     patient = Store(client, waiting.replace(redis_wait_timeout_ms=3000))
     stored = patient.append_reading("acked", 2_000, 2.0)
     assert stored.status == "stored"
-    assert replica_client.ts().get(f"{settings.key_prefix}s:acked:readings")[1] == 2.0
+    assert replica_client.ts().get(f"{settings.storage.key_prefix}s:acked:readings")[1] == 2.0
     client.close()
     replica_client.close()

@@ -83,7 +83,7 @@ def test_new_versions_are_numbered_and_old_ones_pruned(tmp_path, series):
 
 def test_panel_judges_with_freshly_trained_models(trained):
     models, _ = trained
-    panel = build_panel(Settings(models_dir=str(models), inference_backend="inprocess"))
+    panel = build_panel(Settings().replace(models_dir=str(models), inference_backend="inprocess"))
     values = TemperatureSimulator(seed=4).series(40, start_s=100)[1]  # enough past for the context detector
     stamps = tuple(range(0, 40_000, 1000))
     assert panel.judge(Window(tuple(values), stamps)).degraded == ()

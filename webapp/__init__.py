@@ -19,17 +19,18 @@ from webapp import metrics
 from webapp.alerting import Incidents
 from webapp.alerting import Notifier
 from webapp.alerting import consumer_name
+from webapp.config import ClusterSettings
 from webapp.config import Settings
+from webapp.config import StorageSettings
 from webapp.detection import build_panel
 from webapp.epochs import EpochVerifier
 from webapp.errors import BadInput
 from webapp.errors import WebappError
 from webapp.responses import respond
+from webapp.storage import DAY_MS
 from webapp.storage import Store
 
 log = logging.getLogger(__name__)
-
-MAX_QUERY_BYTES = 2048
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -44,20 +45,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.check_secrets()  # production without keys or ZooKeeper credentials never starts
     app = Flask(__name__)
     app.json = JSONProvider(app)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_body_bytes
     app.json.sort_keys = False
-    client = make_redis(settings)
-    app.extensions.update(settings=settings, redis=client, store=Store(client, settings),
-                          panel=build_panel(settings), zk=make_zookeeper(settings), notifier=None)
-    app.extensions["epochs"] = EpochVerifier(app.extensions["zk"], settings.zk_root,
-                                             strict=settings.env == "production")
+    client = make_redis(settings.storage)
+    store = Store(client, settings)
+    app.extensions.update(settings=settings, redis=client, store=store, panel=build_panel(settings),
+                          zk=make_zookeeper(settings.cluster), notifier=None)
+    app.extensions["epochs"] = EpochVerifier(app.extensions["zk"], settings.cluster.zk_root,
+                                             strict=settings.web.env == "production")
     # Incidents are tracked and logged always (/api/v1/incidents); alerts only with ALERT_URLS.
-    app.extensions["incidents"] = Incidents(client, app.extensions["store"].keys, settings.window_size,
-                                            settings.alert_min_interval_s, alerts=bool(settings.alert_urls),
-                                            state_ttl_ms=int(settings.retention_days * 86_400_000))
-    if settings.alert_urls:
-        notifier = Notifier(client, app.extensions["incidents"].stream, settings.alert_urls,
-                            consumer_name(settings.hostname), timeout_s=settings.alert_timeout_s)
+    app.extensions["incidents"] = Incidents(client, store.keys, settings.detection.window_size, settings.alerts,
+                                            state_ttl_ms=int(settings.retention.retention_days * DAY_MS))
+    if settings.alerts.alert_urls:
+        notifier = Notifier(client, store.keys, settings.alerts, consumer_name(settings.web.hostname))
         notifier.start()
         app.extensions["notifier"] = notifier
 
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(dashboard.bp)
     _register_handlers(app)
-    if settings.env == "local" and settings.ingest_open:
+    if settings.web.env == "local" and settings.auth.ingest_open:
         log.warning("no API keys configured: ingest endpoints are open (local demo only)")
     return app
 
@@ -105,53 +105,56 @@ class JSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
-def make_redis(settings: Settings) -> redis.Redis:
+def make_redis(storage: StorageSettings) -> redis.Redis:
     """One pool per process, with explicit timeouts and a bounded, backed-off retry.
 
     With ``REDIS_SENTINELS`` the master is found through Sentinel (one write point, followed
     across failovers); otherwise ``REDIS_URL`` names the server.
     """
+    timeout = storage.redis_socket_timeout_s
     options = dict(
         decode_responses=True,
-        password=settings.redis_password,
-        socket_timeout=settings.redis_socket_timeout_s,
-        socket_connect_timeout=settings.redis_socket_timeout_s,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        password=storage.redis_password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=storage.redis_backoff_cap_s, base=storage.redis_backoff_base_s),
+                    storage.redis_retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        health_check_interval=30,
+        health_check_interval=storage.redis_health_check_s,
     )
-    if settings.redis_sentinels:
+    if storage.redis_sentinels:
         sentinel = Sentinel(
-            list(settings.redis_sentinels), min_other_sentinels=1,
-            socket_timeout=settings.redis_socket_timeout_s,
-            socket_connect_timeout=settings.redis_socket_timeout_s,
+            list(storage.redis_sentinels), min_other_sentinels=1,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
             # The stack's Sentinels require the Redis password too (redis/entrypoint.sh).
-            sentinel_kwargs={"socket_timeout": settings.redis_socket_timeout_s, "password": settings.redis_password},
+            sentinel_kwargs={"socket_timeout": timeout, "password": storage.redis_password},
         )
-        return sentinel.master_for(settings.redis_sentinel_master, **options)
-    return redis.Redis.from_url(settings.redis_url, **options)
+        return sentinel.master_for(storage.redis_sentinel_master, **options)
+    return redis.Redis.from_url(storage.redis_url, **options)
 
 
-def make_zookeeper(settings: Settings):
+def make_zookeeper(cluster: ClusterSettings):
     """A started kazoo client for the cluster view and hot configuration, or None.
 
     It connects in the background so the web tier serves readings while ZooKeeper is away.
     With ``ZK_AUTH`` (``user:password``) it authenticates by digest and creates every znode
     readable and writable by that user only (the edge nodes use the same credentials).
     """
-    if not settings.zk_hosts:
+    if not cluster.zk_hosts:
         return None
     from kazoo.client import KazooClient
     from kazoo.retry import KazooRetry
     from kazoo.security import make_digest_acl
 
     acl = {}
-    if settings.zk_auth:
-        user, _, password = settings.zk_auth.partition(":")
-        acl = dict(auth_data=[("digest", settings.zk_auth)], default_acl=[make_digest_acl(user, password, all=True)])
-    zk = KazooClient(hosts=settings.zk_hosts, timeout=6.0,
-                     connection_retry=KazooRetry(max_tries=-1, max_delay=2.0),
-                     command_retry=KazooRetry(max_tries=3, max_delay=1.0), **acl)
+    if cluster.zk_auth:
+        user, _, password = cluster.zk_auth.partition(":")
+        acl = dict(auth_data=[("digest", cluster.zk_auth)], default_acl=[make_digest_acl(user, password, all=True)])
+    zk = KazooClient(hosts=cluster.zk_hosts, timeout=cluster.zk_timeout_s,
+                     connection_retry=KazooRetry(max_tries=-1, max_delay=cluster.zk_connect_max_delay_s),
+                     command_retry=KazooRetry(max_tries=cluster.zk_command_retries,
+                                              max_delay=cluster.zk_command_max_delay_s), **acl)
     zk.start_async()
     return zk
 
@@ -160,12 +163,13 @@ def _register_handlers(app: Flask) -> None:
     @app.before_request
     def start_timer():
         g.started = time.perf_counter()
-        if len(request.query_string) > MAX_QUERY_BYTES:
-            raise BadInput(f"query string longer than {MAX_QUERY_BYTES} bytes")
+        limit = app.extensions["settings"].limits.max_query_bytes
+        if len(request.query_string) > limit:
+            raise BadInput(f"query string longer than {limit} bytes")
 
     @app.after_request
     def finish(response):
-        response.headers["X-Served-By"] = app.extensions["settings"].hostname
+        response.headers["X-Served-By"] = app.extensions["settings"].web.hostname
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         started = g.get("started")
         if started is not None:
@@ -183,7 +187,7 @@ def _register_handlers(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
         metrics.REJECTED.labels("too_large").inc()
-        limit = app.extensions["settings"].max_body_bytes
+        limit = app.extensions["settings"].limits.max_body_bytes
         return respond({"error": f"body larger than {limit} bytes"}, 400)
 
     @app.errorhandler(HTTPException)

@@ -20,14 +20,15 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
 
 import redis
 import requests
 
 from webapp import metrics
+from webapp.config import AlertSettings
 from webapp.storage.base import ScriptCall
 from webapp.storage.base import _unavailable
+from webapp.storage.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -120,26 +121,23 @@ class Incidents:
         The namespace's `Keys`.
     calm_readings
         Non-alarm readings in a row that close an incident.
-    min_interval_s
-        Shortest time between two opening alerts of one subject; incidents opened sooner are
-        tracked but not announced (``quiet``), and neither are their escalation and recovery.
-    alerts
-        Whether to queue alerts (``ALERT_URLS`` set); incidents are tracked and logged anyway.
+    settings
+        ``ALERT_URLS`` (alerts are queued only when set; incidents are tracked and logged
+        anyway), ``ALERT_MIN_INTERVAL_S`` (the shortest time between two opening alerts of one
+        subject: incidents opened sooner are tracked but not announced, ``quiet``, and neither
+        are their escalation and recovery), and the lengths of the alert stream and the logs.
     state_ttl_ms
         How long the state of a subject with no verdict is kept (the readings' retention), so
         subjects that stop reporting, or that a client made up, do not stay for ever.
     """
 
-    LOG_MAX = 10_000
-    SENSOR_LOG_MAX = 100
-
-    def __init__(self, client: redis.Redis, keys, calm_readings: int, min_interval_s: float,
-                 alerts: bool = True, state_ttl_ms: int = 3 * 86_400_000):
+    def __init__(self, client: redis.Redis, keys: Keys, calm_readings: int, settings: AlertSettings,
+                 state_ttl_ms: int = 3 * 86_400_000):
         self.client = client
         self.keys = keys
         self.calm_readings = calm_readings
-        self.min_interval_s = min_interval_s
-        self.alerts = alerts
+        self.settings = settings
+        self.alerts = bool(settings.alert_urls)
         self.state_ttl_ms = state_ttl_ms
         self._script = client.register_script(_INCIDENT)
 
@@ -168,9 +166,9 @@ class Incidents:
                  if isinstance(ballot, dict) and ballot.get("vote")]
         keys = [self.keys.incident(subject), self.keys.incidents_open, self.keys.incident_log(),
                 self.keys.incident_log(sensor)]
-        args = [int(alarm), votes, now_ms, self.calm_readings, int(self.min_interval_s * 1000), subject,
-                repr(value), repr(deviation), ",".join(voted), alert.get("kind", "decision"),
-                self.state_ttl_ms, self.LOG_MAX, self.SENSOR_LOG_MAX]
+        args = [int(alarm), votes, now_ms, self.calm_readings, int(self.settings.alert_min_interval_s * 1000),
+                subject, repr(value), repr(deviation), ",".join(voted), alert.get("kind", "decision"),
+                self.state_ttl_ms, self.settings.incident_log_max, self.settings.incident_sensor_log_max]
         return self._script, keys, args
 
     @_unavailable
@@ -184,7 +182,7 @@ class Incidents:
             else:
                 body = {**alert, "subject": subject, "incident": f"{subject}#{incident}", "transition": transition}
                 self.client.xadd(self.stream, {"alert": json.dumps(body, sort_keys=True)},
-                                 maxlen=10_000, approximate=True)
+                                 maxlen=self.settings.alert_stream_max, approximate=True)
                 metrics.ALERTS.labels(transition, "queued").inc()
         return transition
 
@@ -236,30 +234,30 @@ class Notifier:
     ----------
     client
         Redis (``decode_responses=True``).
-    stream
-        The alert stream (`Incidents.stream`).
-    urls
-        Webhook URLs; each alert is POSTed as JSON to every one (with a ``text`` summary).
+    keys
+        The namespace's `Keys`: the alert stream (`Incidents.stream`), each alert's delivered URLs.
+    settings
+        ``ALERT_URLS``: each alert is POSTed as JSON to every one (with a ``text`` summary);
+        the per-POST timeout, attempts per URL per pass and first backoff (doubled each retry);
+        how long an alert may stay pending (a dead worker's, or a failed pass) before another
+        worker takes it over; how long its delivered URLs are remembered.
     consumer
         This worker's name in the consumer group (hostname and pid).
-    timeout_s, retries, backoff_s
-        Per-POST timeout, attempts per URL per pass, first backoff (doubled each retry).
-    reclaim_s
-        Alerts pending longer than this (a dead worker's, or a failed pass) are taken over.
     """
 
     group = "notifier"
 
-    def __init__(self, client: redis.Redis, stream: str, urls: Sequence[str], consumer: str,
-                 timeout_s: float = 3.0, retries: int = 3, backoff_s: float = 0.5, reclaim_s: float = 15.0):
+    def __init__(self, client: redis.Redis, keys: Keys, settings: AlertSettings, consumer: str):
         self.client = client
-        self.stream = stream
-        self.urls = tuple(urls)
+        self.keys = keys
+        self.stream = keys.alerts
+        self.urls = settings.alert_urls
         self.consumer = consumer
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.reclaim_s = reclaim_s
+        self.timeout_s = settings.alert_timeout_s
+        self.retries = settings.alert_retries
+        self.backoff_s = settings.alert_backoff_s
+        self.reclaim_s = settings.alert_reclaim_s
+        self.delivered_ttl_s = settings.alert_delivered_ttl_s
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._session = requests.Session()
@@ -301,7 +299,7 @@ class Notifier:
 
     def _deliver(self, entry_id: str, fields: dict) -> bool:
         alert = json.loads(fields["alert"])
-        done_key = f"{self.stream}:delivered:{entry_id}"
+        done_key = self.keys.alert_delivered(entry_id)
         delivered = self.client.smembers(done_key)
         body = {**alert, "text": slack_text(alert)}
         for url in self.urls:
@@ -311,7 +309,7 @@ class Notifier:
                 metrics.ALERTS.labels(alert["transition"], "failed").inc()
                 return False  # stays pending: reclaimed and retried later
             self.client.sadd(done_key, url)
-            self.client.expire(done_key, 86_400)
+            self.client.expire(done_key, self.delivered_ttl_s)
         self.client.xack(self.stream, self.group, entry_id)
         self.client.delete(done_key)
         metrics.ALERTS.labels(alert["transition"], "delivered").inc()

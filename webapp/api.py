@@ -33,7 +33,7 @@ def _now_ms() -> int:
 
 
 def _sensor() -> str:
-    return sensor_id(request.args.get("sensor", _ext("settings").default_sensor))
+    return sensor_id(request.args.get("sensor", _ext("settings").detection.default_sensor))
 
 
 def _store_reading(source: str) -> tuple[str, float, Stored, bool]:
@@ -41,8 +41,8 @@ def _store_reading(source: str) -> tuple[str, float, Stored, bool]:
     (sensor, value, what was stored, whether this answers a repeat of an acknowledged write)."""
     ext, args = current_app.extensions, request.args  # the hottest path: resolve each proxy once
     settings = ext["settings"]
-    check_ingest_key(settings, [args.get("sensor", settings.default_sensor)])
-    sensor = sensor_id(args.get("sensor", settings.default_sensor))
+    check_ingest_key(settings, [args.get("sensor", settings.detection.default_sensor)])
+    sensor = sensor_id(args.get("sensor", settings.detection.default_sensor))
     value = parse_value(args.get("dato"))
     key = idempotency_key(request.headers.get("Idempotency-Key"))
     stored = ext["store"].append_reading(sensor, _now_ms(), value, None if key is None else f"k:{key}")
@@ -67,7 +67,8 @@ def listar():
     """Readings in time order: the newest `count`, or a page from `from` (see `next_from`)."""
     settings = _ext("settings")
     sensor = _sensor()
-    count = parse_int(request.args.get("count"), "count", settings.list_default_count, 1, settings.list_max_count)
+    limits = settings.limits
+    count = parse_int(request.args.get("count"), "count", limits.list_default_count, 1, limits.list_max_count)
     start = parse_int(request.args.get("from"), "from", -1, 0, 2**62)
     end = parse_int(request.args.get("to"), "to", -1, 0, 2**62)
     if start >= 0 and end >= 0 and end < start:
@@ -89,7 +90,7 @@ def detectar():
     store, timestamp = _ext("store"), stored.timestamp
     if repeat and store.is_judged(sensor, timestamp):
         return respond({"sensor": sensor, "timestamp": timestamp, "value": value, "duplicate": True}, 200)
-    window, decision = judge_newest(store, _ext("panel"), sensor, timestamp, _ext("settings").window_size,
+    window, decision = judge_newest(store, _ext("panel"), sensor, timestamp, _ext("settings").detection.window_size,
                                     _ext("incidents"))
     body = {"sensor": sensor, "timestamp": timestamp, "value": value,
             "window": list(window.values), **decision.as_dict()}
@@ -106,16 +107,16 @@ def ingest():
     if body is None:
         raise BadInput("body must be JSON (Content-Type: application/json)")
     items = body if isinstance(body, list) else [body]
-    if not items or len(items) > settings.max_aggregates_per_request:
-        raise BadInput(f"send 1 to {settings.max_aggregates_per_request} aggregates")
+    if not items or len(items) > settings.limits.max_aggregates_per_request:
+        raise BadInput(f"send 1 to {settings.limits.max_aggregates_per_request} aggregates")
     now = _now_ms()
-    aggregates = [parse_aggregate(item, now, int(settings.max_future_skew_s * 1000)) for item in items]
+    aggregates = [parse_aggregate(item, now, int(settings.limits.max_future_skew_s * 1000)) for item in items]
     check_ingest_key(settings, {aggregate.group for aggregate in aggregates})
-    oldest = now - int(settings.retention_days * DAY_MS)
+    oldest = now - int(settings.retention.retention_days * DAY_MS)
     for aggregate in aggregates:  # everything is checked before anything is stored
         if aggregate.timestamp < oldest:
             raise BadInput(f"timestamp {aggregate.timestamp} is older than the retention "
-                           f"({settings.retention_days:g} days)")
+                           f"({settings.retention.retention_days:g} days)")
         _ext("epochs").admit(aggregate.group, aggregate.epoch)
     _ext("store").check_owner({aggregate.group for aggregate in aggregates}, "groups")
     results = [_ingest_one(aggregate) for aggregate in aggregates]
@@ -137,13 +138,13 @@ def _ingest_one(aggregate) -> tuple[dict, int]:
     if stored.status == "duplicate":
         # A retry after a lost answer may find its reading stored but never judged.
         if not store.is_judged(aggregate.group, stored.timestamp):
-            judge_newest(store, _ext("panel"), aggregate.group, stored.timestamp, settings.window_size,
+            judge_newest(store, _ext("panel"), aggregate.group, stored.timestamp, settings.detection.window_size,
                          _ext("incidents"))
         return {**base, "status": "duplicate", "timestamp": stored.timestamp}, 200
     metrics.READINGS_STORED.labels("edge").inc()
     _sensor_faults(aggregate, stored.timestamp)
-    window, decision = judge_newest(store, _ext("panel"), aggregate.group, stored.timestamp, settings.window_size,
-                                    _ext("incidents"))
+    window, decision = judge_newest(store, _ext("panel"), aggregate.group, stored.timestamp,
+                                    settings.detection.window_size, _ext("incidents"))
     return {**base, "status": "stored", "timestamp": stored.timestamp, "value": aggregate.value,
             "readings": [r.as_dict() for r in aggregate.readings],
             "excluded": [e.as_dict() for e in aggregate.excluded], **decision.as_dict()}, 201

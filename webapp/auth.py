@@ -26,10 +26,10 @@ def check_ingest_key(settings: Settings, groups: Iterable[str] = ()) -> None:
     With no ingest key configured the check passes: the local demo runs ingest open, and
     `Settings.check_secrets` refuses that in production.
     """
-    if settings.ingest_open:
+    if settings.auth.ingest_open:
         return
-    scopes = _matching(_given(), [(EVERY_GROUP, key) for key in settings.api_keys]
-                       + [(group, key) for group, keys in settings.group_keys.items() for key in keys])
+    scopes = _matching(_given(), [(EVERY_GROUP, key) for key in settings.auth.api_keys]
+                       + [(group, key) for group, keys in settings.auth.group_keys.items() for key in keys])
     if not scopes or (EVERY_GROUP not in scopes and not set(groups) <= scopes):
         raise Forbidden("API key not accepted")
 
@@ -39,7 +39,7 @@ def check_admin_key(settings: Settings) -> None:
 
     With no admin key configured every request is refused: changing the system is never open.
     """
-    if not _matching(_given(), [("admin", key) for key in settings.admin_keys]):
+    if not _matching(_given(), [("admin", key) for key in settings.auth.admin_keys]):
         raise Forbidden("API key not accepted")
 
 

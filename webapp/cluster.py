@@ -168,7 +168,7 @@ def _group(zk, base: str) -> dict:
 @bp.get("/api/v1/cluster")
 def cluster():
     """Groups with leader, epoch, last round, live nodes (with pids) and the config."""
-    zk, root = _zk(), current_app.extensions["settings"].zk_root
+    zk, root = _zk(), current_app.extensions["settings"].cluster.zk_root
     try:
         groups = {name: _group(zk, f"{root}/groups/{name}") for name in _children(zk, f"{root}/groups")}
         config = _json(zk, f"{root}/config")
@@ -185,9 +185,9 @@ def put_config():
     body = request.get_json(silent=True)
     if body is None:
         raise BadInput("body must be a JSON object (Content-Type: application/json)")
-    doc = validate_config(body, settings.config_url_hosts or None)
+    doc = validate_config(body, settings.cluster.config_url_hosts or None)
     group = request.args.get("group")
-    root = settings.zk_root
+    root = settings.cluster.zk_root
     path = f"{root}/config" if group is None else f"{root}/groups/{sensor_id(group, 'group')}/config"
     zk = _zk()
     data = json.dumps(doc).encode()

@@ -1,7 +1,10 @@
-"""Settings of the web tier: one frozen dataclass, built once from the environment and secret files.
+"""Settings of the web tier: small frozen dataclasses, one per concern, composed into `Settings`.
 
-This is the only module of `webapp` that reads ``os.environ`` or secret files. Everything else
-receives the `Settings` (or the part it needs) as an argument.
+Every field names its environment variable next to it (``setting("REDIS_URL", …)``, see
+webapp/environment.py), so `Settings.from_env` is one loop over the declared fields; README's
+"Configuration" table lists the same variables, grouped the same way (tests/test_config.py
+checks both). Only this module and webapp/environment.py read ``os.environ`` or secret files:
+everything else receives the `Settings` (or the group it needs) as an argument.
 """
 from __future__ import annotations
 
@@ -11,9 +14,19 @@ import math
 import os
 import re
 import socket
+from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+
+from webapp.environment import csv
+from webapp.environment import host_ports
+from webapp.environment import lines
+from webapp.environment import optional_float
+from webapp.environment import read_group
+from webapp.environment import redis_url
+from webapp.environment import secret
+from webapp.environment import setting
 
 SENSOR_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 ENVIRONMENTS = ("production", "local", "test")
@@ -55,66 +68,147 @@ class PhysicalLimits:
             raise ValueError("stuck_count must be 0 (off) or at least 2")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the web tier is configured with. Build it with `Settings.from_env()`."""
+# -- variables that need more than int, float or str --------------------------------------
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_sentinels: tuple[tuple[str, int], ...] = ()
-    redis_sentinel_master: str = "aeroguard"
-    redis_password: str | None = field(default=None, repr=False)
-    redis_socket_timeout_s: float = 2.0
+def _limits(text: str, default: PhysicalLimits = PhysicalLimits()) -> PhysicalLimits:
+    """A JSON object such as ``{"low": 0, "high": 120}`` over the default limits."""
+    if not text:
+        return default
+    values = json.loads(text)
+    unknown = set(values) - {f.name for f in dataclasses.fields(PhysicalLimits)}
+    if unknown:
+        raise ValueError(f"unknown physical limit(s): {sorted(unknown)}")
+    return dataclasses.replace(default, **values)
+
+
+def _sensor_limits(text: str) -> dict[str, PhysicalLimits]:
+    """``{"oven": {"high": 400}}``: each sensor's limits over the default ones."""
+    return {sensor: _limits(json.dumps(spec)) for sensor, spec in json.loads(text or "{}").items()}
+
+
+def _ingest_keys(env: Mapping[str, str], name: str = "API_KEYS") -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The keys valid everywhere, and each group's, from ``API_KEYS``/``API_KEYS_FILE``.
+
+    An entry ``KEY`` or ``* KEY`` is valid for every group and sensor; ``GROUP KEY`` for that
+    group (or ``/nuevo`` sensor id) only.
+
+    >>> _ingest_keys({"API_KEYS": "k0, * k1, boiler-1 k2"})
+    (('k0', 'k1'), {'boiler-1': ('k2',)})
+    """
+    every: list[str] = []
+    groups: dict[str, tuple[str, ...]] = {}
+    for entry in lines(env, name):
+        fields = entry.split()
+        if len(fields) > 2 or (len(fields) == 2 and fields[0] != "*" and not re.fullmatch(SENSOR_PATTERN, fields[0])):
+            raise ValueError("each entry is KEY, * KEY or GROUP KEY")  # never echo a key
+        if len(fields) == 1 or fields[0] == "*":
+            every.append(fields[-1])
+        else:
+            groups[fields[0]] = (*groups.get(fields[0], ()), fields[1])
+    return tuple(every), groups
+
+
+def _keys_for_every_group(env: Mapping[str, str], name: str, default=()) -> tuple[str, ...]:
+    return _ingest_keys(env, name)[0]
+
+
+def _keys_per_group(env: Mapping[str, str], name: str, default=None) -> dict[str, tuple[str, ...]]:
+    return _ingest_keys(env, name)[1]
+
+
+def _admin_keys(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Admin keys (``PUT /api/v1/config``) from ``ADMIN_KEYS`` and ``ADMIN_KEYS_FILE``."""
+    keys = lines(env, name)
+    if any(len(key.split()) != 1 for key in keys):
+        raise ValueError("one key per entry, without spaces")
+    return tuple(keys)
+
+
+# -- the groups ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Redis: where it is, how long to wait and how hard to retry, and the key namespace."""
+
+    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0", read=redis_url)
+    redis_sentinels: tuple[tuple[str, int], ...] = setting("REDIS_SENTINELS", (), parse=host_ports)
+    redis_sentinel_master: str = setting("REDIS_SENTINEL_MASTER", "aeroguard")
+    redis_password: str | None = setting("REDIS_PASSWORD", None, read=secret, secret=True)
+    redis_socket_timeout_s: float = setting("REDIS_SOCKET_TIMEOUT_S", 2.0)
+    redis_retries: int = setting("REDIS_RETRIES", 2)
+    redis_backoff_base_s: float = setting("REDIS_BACKOFF_BASE_S", 0.05)
+    redis_backoff_cap_s: float = setting("REDIS_BACKOFF_CAP_S", 0.5)
+    redis_health_check_s: int = setting("REDIS_HEALTH_CHECK_S", 30)
     # /readyz asks Redis with its own connection: this timeout and no retry, so it answers 503 fast.
-    redis_ready_timeout_s: float = 0.5
+    redis_ready_timeout_s: float = setting("REDIS_READY_TIMEOUT_S", 0.5)
     # Requests per process that may wait on storage at once (gunicorn threads - 1: one thread
     # always free for /healthz); once every slot has waited storage_stall_s, others get 503 at once.
-    storage_slots: int = 3
-    storage_stall_s: float = 0.5
-    redis_wait_replicas: int = 0
-    redis_wait_timeout_ms: int = 500
-    key_prefix: str = "ag:"
-    zk_hosts: str = ""
-    zk_root: str = "/aeroguard"
-    # Hosts PUT /api/v1/config may point the edge at (api_urls); empty: any host.
-    config_url_hosts: tuple[str, ...] = ()
-    default_sensor: str = "default"
-    window_size: int = 10
-    vote_required: int = 3
-    drift_tau: float = 1000.0
-    retention_days: float = 3.0
-    minute_retention_days: float = 90.0
-    hour_retention_days: float = 730.0
-    events_max: int = 100_000
-    max_body_bytes: int = 256 * 1024
-    list_default_count: int = 100
-    list_max_count: int = 10_000
-    max_aggregates_per_request: int = 100
-    max_future_skew_s: float = 5.0
-    max_sensors: int = 10_000
-    sensor_idle_days: float = 30.0
-    idempotency_window_s: float = 600.0
-    model_name: str = "autoencoder"
-    serving_host: str = ""
-    threshold: float | None = None
-    inference_backend: str = ""
-    serving_grpc_port: int = 8500
-    serving_rest_port: int = 8501
-    inference_timeout_s: float = 0.25
-    breaker_failures: int = 5
-    breaker_reset_s: float = 10.0
-    models_dir: str = "serving/models"
-    physical: PhysicalLimits = field(default_factory=PhysicalLimits)
-    physical_per_sensor: Mapping[str, PhysicalLimits] = field(default_factory=dict)
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    group_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
-    admin_keys: tuple[str, ...] = field(default=(), repr=False)
-    zk_auth: str | None = field(default=None, repr=False)
-    alert_urls: tuple[str, ...] = ()
-    alert_min_interval_s: float = 300.0
-    alert_timeout_s: float = 3.0
-    hostname: str = field(default_factory=socket.gethostname)
-    prometheus_multiproc_dir: str = ""
-    env: str = "production"
+    storage_slots: int = setting("STORAGE_SLOTS", 3)
+    storage_stall_s: float = setting("STORAGE_STALL_S", 0.5)
+    redis_wait_replicas: int = setting("REDIS_WAIT_REPLICAS", 0)
+    redis_wait_timeout_ms: int = setting("REDIS_WAIT_TIMEOUT_MS", 500)
+    key_prefix: str = setting("AEROGUARD_KEY_PREFIX", "ag:")
+
+    def __post_init__(self) -> None:
+        if self.storage_slots < 1 or self.storage_stall_s <= 0 or self.redis_ready_timeout_s <= 0:
+            raise ValueError("storage_slots must be at least 1, storage_stall_s and redis_ready_timeout_s positive")
+        if self.redis_socket_timeout_s <= 0 or self.redis_retries < 0 or self.redis_health_check_s < 0:
+            raise ValueError("redis_socket_timeout_s must be positive, redis_retries and redis_health_check_s >= 0")
+        if not 0 < self.redis_backoff_base_s <= self.redis_backoff_cap_s:
+            raise ValueError("redis_backoff_base_s must be positive and at most redis_backoff_cap_s")
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long what is stored is kept."""
+
+    retention_days: float = setting("RETENTION_DAYS", 3.0)
+    minute_retention_days: float = setting("MINUTE_RETENTION_DAYS", 90.0)
+    hour_retention_days: float = setting("HOUR_RETENTION_DAYS", 730.0)
+    events_max: int = setting("EVENTS_MAX", 100_000)
+    sensor_idle_days: float = setting("SENSOR_IDLE_DAYS", 30.0)
+    idempotency_window_s: float = setting("IDEMPOTENCY_WINDOW_S", 600.0)
+
+    def __post_init__(self) -> None:
+        if self.retention_days <= 0:
+            raise ValueError("retention_days must be positive")
+        if self.sensor_idle_days <= 0 or self.idempotency_window_s <= 0:
+            raise ValueError("sensor_idle_days and idempotency_window_s must be positive")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """What one request, or one namespace, may ask for."""
+
+    max_body_bytes: int = setting("MAX_BODY_BYTES", 256 * 1024)
+    max_query_bytes: int = setting("MAX_QUERY_BYTES", 2048)
+    list_default_count: int = setting("LIST_DEFAULT_COUNT", 100)
+    list_max_count: int = setting("LIST_MAX_COUNT", 10_000)
+    max_aggregates_per_request: int = setting("MAX_AGGREGATES_PER_REQUEST", 100)
+    max_future_skew_s: float = setting("MAX_FUTURE_SKEW_S", 5.0)
+    max_sensors: int = setting("MAX_SENSORS", 10_000)
+
+    def __post_init__(self) -> None:
+        if self.max_sensors < 0:
+            raise ValueError("max_sensors must be >= 0 (0: no quota)")
+        if min(self.max_body_bytes, self.max_query_bytes, self.list_default_count, self.list_max_count,
+               self.max_aggregates_per_request) < 1 or self.list_default_count > self.list_max_count:
+            raise ValueError("request limits must be positive, list_default_count at most list_max_count")
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """The judged window, the vote, drift following and the physical rule's limits."""
+
+    default_sensor: str = setting("DEFAULT_SENSOR", "default")
+    window_size: int = setting("WINDOW_SIZE", 10)
+    vote_required: int = setting("VOTE_REQUIRED", 3)
+    drift_tau: float = setting("DRIFT_TAU", 1000.0)
+    model_name: str = setting("MODEL_NAME", "autoencoder")
+    threshold: float | None = setting("THRESHOLD", None, parse=optional_float)
+    physical: PhysicalLimits = setting("PHYSICAL_LIMITS", default_factory=PhysicalLimits, parse=_limits)
+    physical_per_sensor: Mapping[str, PhysicalLimits] = setting("SENSOR_LIMITS", default_factory=dict,
+                                                                parse=_sensor_limits)
 
     def __post_init__(self) -> None:
         if self.window_size < 2:
@@ -123,26 +217,145 @@ class Settings:
             raise ValueError("vote_required must be at least 1")
         if not (self.drift_tau == 0 or self.drift_tau >= 1):
             raise ValueError("drift_tau must be 0 (off) or at least 1 reading")
-        if self.retention_days <= 0:
-            raise ValueError("retention_days must be positive")
-        if self.max_sensors < 0 or self.sensor_idle_days <= 0 or self.idempotency_window_s <= 0:
-            raise ValueError("max_sensors must be >= 0 (0: no quota), sensor_idle_days and "
-                             "idempotency_window_s positive")
+
+    def limits_for(self, sensor: str) -> PhysicalLimits:
+        """The physical limits of `sensor`: its own, or the default ones."""
+        return self.physical_per_sensor.get(sensor, self.physical)
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Where the learned detectors run, and how long a call to them may take."""
+
+    inference_backend: str = setting("INFERENCE_BACKEND", "")
+    serving_host: str = setting("SERVING_HOST", "")
+    serving_grpc_port: int = setting("SERVING_GRPC_PORT", 8500)
+    serving_rest_port: int = setting("SERVING_REST_PORT", 8501)
+    inference_timeout_s: float = setting("INFERENCE_TIMEOUT_S", 0.25)
+    breaker_failures: int = setting("BREAKER_FAILURES", 5)
+    breaker_reset_s: float = setting("BREAKER_RESET_S", 10.0)
+    models_dir: str = setting("MODELS_DIR", "serving/models")
+
+    def __post_init__(self) -> None:
         if self.inference_backend not in ("", "grpc", "rest", "inprocess"):
             raise ValueError("inference_backend must be grpc, rest or inprocess (empty: grpc with SERVING_HOST)")
         if self.inference_timeout_s <= 0:
             raise ValueError("inference_timeout_s must be positive")
-        if self.storage_slots < 1 or self.storage_stall_s <= 0 or self.redis_ready_timeout_s <= 0:
-            raise ValueError("storage_slots must be at least 1, storage_stall_s and redis_ready_timeout_s positive")
-        if self.env not in ENVIRONMENTS:
-            raise ValueError(f"AEROGUARD_ENV must be one of {', '.join(ENVIRONMENTS)}")
-        if self.zk_auth is not None and not re.fullmatch(r"[^:\s]+:\S+", self.zk_auth):
-            raise ValueError("ZK_AUTH must be user:password")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Ingest keys (``API_KEYS``: every group's, and each group's own) and admin keys."""
+
+    api_keys: tuple[str, ...] = setting("API_KEYS", (), secret=True, read=_keys_for_every_group)
+    group_keys: Mapping[str, tuple[str, ...]] = setting("API_KEYS", default_factory=dict, secret=True,
+                                                        read=_keys_per_group)
+    admin_keys: tuple[str, ...] = setting("ADMIN_KEYS", (), secret=True, read=_admin_keys)
 
     @property
     def ingest_open(self) -> bool:
         """True when no ingest key is configured: the ingest endpoints take any request."""
         return not self.api_keys and not any(self.group_keys.values())
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """ZooKeeper: the ensemble, its credentials and timeouts, and what hot config may name."""
+
+    zk_hosts: str = setting("ZK_HOSTS", "")
+    zk_root: str = setting("ZK_ROOT", "/aeroguard")
+    zk_auth: str | None = setting("ZK_AUTH", None, read=secret, secret=True)
+    zk_timeout_s: float = setting("ZK_TIMEOUT_S", 6.0)
+    zk_connect_max_delay_s: float = setting("ZK_CONNECT_MAX_DELAY_S", 2.0)
+    zk_command_retries: int = setting("ZK_COMMAND_RETRIES", 3)
+    zk_command_max_delay_s: float = setting("ZK_COMMAND_MAX_DELAY_S", 1.0)
+    # Hosts PUT /api/v1/config may point the edge at (api_urls); empty: any host.
+    config_url_hosts: tuple[str, ...] = setting("CONFIG_URL_HOSTS", (), parse=csv)
+
+    def __post_init__(self) -> None:
+        if self.zk_auth is not None and not re.fullmatch(r"[^:\s]+:\S+", self.zk_auth):
+            raise ValueError("ZK_AUTH must be user:password")
+        if min(self.zk_timeout_s, self.zk_connect_max_delay_s, self.zk_command_max_delay_s) <= 0:
+            raise ValueError("zk_timeout_s and the ZooKeeper retry delays must be positive")
+        if self.zk_command_retries < 0:
+            raise ValueError("zk_command_retries must be >= 0")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Incident logs and webhook alerts (webapp/alerting.py)."""
+
+    alert_urls: tuple[str, ...] = setting("ALERT_URLS", (), parse=csv)
+    alert_min_interval_s: float = setting("ALERT_MIN_INTERVAL_S", 300.0)
+    alert_timeout_s: float = setting("ALERT_TIMEOUT_S", 3.0)
+    alert_retries: int = setting("ALERT_RETRIES", 3)
+    alert_backoff_s: float = setting("ALERT_BACKOFF_S", 0.5)
+    alert_reclaim_s: float = setting("ALERT_RECLAIM_S", 15.0)
+    alert_stream_max: int = setting("ALERT_STREAM_MAX", 10_000)
+    alert_delivered_ttl_s: int = setting("ALERT_DELIVERED_TTL_S", 86_400)
+    incident_log_max: int = setting("INCIDENT_LOG_MAX", 10_000)
+    incident_sensor_log_max: int = setting("INCIDENT_SENSOR_LOG_MAX", 100)
+
+    def __post_init__(self) -> None:
+        if self.alert_min_interval_s < 0 or self.alert_retries < 1:
+            raise ValueError("alert_min_interval_s must be >= 0 and alert_retries at least 1")
+        if min(self.alert_timeout_s, self.alert_backoff_s, self.alert_reclaim_s, self.alert_stream_max,
+               self.alert_delivered_ttl_s, self.incident_log_max, self.incident_sensor_log_max) <= 0:
+            raise ValueError("alert timeouts, delays, lengths and TTL must be positive")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """This process: its environment, the name it answers with, where its metrics go."""
+
+    env: str = setting("AEROGUARD_ENV", "production")
+    hostname: str = setting("AEROGUARD_HOSTNAME", default_factory=socket.gethostname)
+    prometheus_multiproc_dir: str = setting("PROMETHEUS_MULTIPROC_DIR", "")
+
+    def __post_init__(self) -> None:
+        if self.env not in ENVIRONMENTS:
+            raise ValueError(f"AEROGUARD_ENV must be one of {', '.join(ENVIRONMENTS)}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web tier is configured with, by concern. Build it with `Settings.from_env()`."""
+
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build the settings from environment variables (README, "Configuration")."""
+        env = os.environ if environ is None else environ
+        return cls(**{group.name: read_group(group.default_factory, env) for group in dataclasses.fields(cls)})
+
+    @classmethod
+    def variables(cls) -> Iterator[tuple[str, str, str]]:
+        """``(group, field, environment variable)`` of every setting, in declaration order."""
+        for group in dataclasses.fields(cls):
+            for item in dataclasses.fields(group.default_factory):
+                yield group.name, item.name, item.metadata["env"]
+
+    def replace(self, **changes) -> Settings:
+        """A copy with `changes` applied, each named by its field whatever its group
+        (``settings.replace(window_size=5, key_prefix="t:")``; tests build their settings so)."""
+        groups = {}
+        for group in dataclasses.fields(self):
+            part = getattr(self, group.name)
+            mine = {f.name: changes.pop(f.name) for f in dataclasses.fields(part) if f.name in changes}
+            if mine:
+                groups[group.name] = dataclasses.replace(part, **mine)
+        if changes:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(changes))}")
+        return dataclasses.replace(self, **groups)
 
     def check_secrets(self) -> None:
         """In production, raise `ValueError` unless the secrets a safe start needs are set.
@@ -151,158 +364,14 @@ class Settings:
         keys distinct from them, and ZooKeeper credentials (``ZK_AUTH``) when ``ZK_HOSTS`` is
         set. The local demo and the tests run without them.
         """
-        if self.env != "production":
+        if self.web.env != "production":
             return
-        problems = []
-        if self.ingest_open:
+        auth, problems = self.auth, []
+        if auth.ingest_open:
             problems.append("no ingest key (API_KEYS or API_KEYS_FILE holds none): ingest would be open")
-        ingest = set(self.api_keys).union(*self.group_keys.values())
-        if ingest & set(self.admin_keys):
+        if set(auth.api_keys).union(*auth.group_keys.values()) & set(auth.admin_keys):
             problems.append("an ADMIN_KEYS key is also an ingest key (API_KEYS): use separate keys")
-        if self.zk_hosts and not self.zk_auth:
+        if self.cluster.zk_hosts and not self.cluster.zk_auth:
             problems.append("ZK_HOSTS is set without ZK_AUTH or ZK_AUTH_FILE: the ZooKeeper tree would be open")
         if problems:
             raise ValueError("refusing to start with AEROGUARD_ENV=production: " + "; ".join(problems))
-
-    def limits_for(self, sensor: str) -> PhysicalLimits:
-        """The physical limits of `sensor`: its own, or the default ones."""
-        return self.physical_per_sensor.get(sensor, self.physical)
-
-    def replace(self, **changes) -> Settings:
-        """A copy with `changes` applied (tests build their settings this way)."""
-        return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build the settings from environment variables (see README, "Configuration")."""
-        env = os.environ if environ is None else environ
-        defaults = cls()
-        redis_url = env.get("REDIS_URL") or (
-            f"redis://{env['REDIS_HOST']}:{env.get('REDIS_PORT', '6379')}/0"
-            if env.get("REDIS_HOST") else defaults.redis_url
-        )
-        threshold = env.get("THRESHOLD")
-        return cls(
-            redis_url=redis_url,
-            redis_sentinels=_host_ports(env.get("REDIS_SENTINELS", "")),
-            redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", defaults.redis_sentinel_master),
-            redis_password=_secret(env, "REDIS_PASSWORD"),
-            redis_wait_replicas=int(env.get("REDIS_WAIT_REPLICAS", defaults.redis_wait_replicas)),
-            redis_wait_timeout_ms=int(env.get("REDIS_WAIT_TIMEOUT_MS", defaults.redis_wait_timeout_ms)),
-            redis_socket_timeout_s=float(env.get("REDIS_SOCKET_TIMEOUT_S", defaults.redis_socket_timeout_s)),
-            redis_ready_timeout_s=float(env.get("REDIS_READY_TIMEOUT_S", defaults.redis_ready_timeout_s)),
-            storage_slots=int(env.get("STORAGE_SLOTS", defaults.storage_slots)),
-            storage_stall_s=float(env.get("STORAGE_STALL_S", defaults.storage_stall_s)),
-            key_prefix=env.get("AEROGUARD_KEY_PREFIX", defaults.key_prefix),
-            zk_hosts=env.get("ZK_HOSTS", ""),
-            zk_root=env.get("ZK_ROOT", defaults.zk_root),
-            config_url_hosts=tuple(h.strip() for h in env.get("CONFIG_URL_HOSTS", "").split(",") if h.strip()),
-            default_sensor=env.get("DEFAULT_SENSOR", defaults.default_sensor),
-            window_size=int(env.get("WINDOW_SIZE", defaults.window_size)),
-            vote_required=int(env.get("VOTE_REQUIRED", defaults.vote_required)),
-            drift_tau=float(env.get("DRIFT_TAU", defaults.drift_tau)),
-            retention_days=float(env.get("RETENTION_DAYS", defaults.retention_days)),
-            minute_retention_days=float(env.get("MINUTE_RETENTION_DAYS", defaults.minute_retention_days)),
-            hour_retention_days=float(env.get("HOUR_RETENTION_DAYS", defaults.hour_retention_days)),
-            events_max=int(env.get("EVENTS_MAX", defaults.events_max)),
-            max_body_bytes=int(env.get("MAX_BODY_BYTES", defaults.max_body_bytes)),
-            max_future_skew_s=float(env.get("MAX_FUTURE_SKEW_S", defaults.max_future_skew_s)),
-            max_sensors=int(env.get("MAX_SENSORS", defaults.max_sensors)),
-            sensor_idle_days=float(env.get("SENSOR_IDLE_DAYS", defaults.sensor_idle_days)),
-            idempotency_window_s=float(env.get("IDEMPOTENCY_WINDOW_S", defaults.idempotency_window_s)),
-            list_max_count=int(env.get("LIST_MAX_COUNT", defaults.list_max_count)),
-            model_name=env.get("MODEL_NAME", defaults.model_name),
-            serving_host=env.get("SERVING_HOST", ""),
-            threshold=float(threshold) if threshold else None,
-            inference_backend=env.get("INFERENCE_BACKEND", defaults.inference_backend),
-            serving_grpc_port=int(env.get("SERVING_GRPC_PORT", defaults.serving_grpc_port)),
-            serving_rest_port=int(env.get("SERVING_REST_PORT", defaults.serving_rest_port)),
-            inference_timeout_s=float(env.get("INFERENCE_TIMEOUT_S", defaults.inference_timeout_s)),
-            breaker_failures=int(env.get("BREAKER_FAILURES", defaults.breaker_failures)),
-            breaker_reset_s=float(env.get("BREAKER_RESET_S", defaults.breaker_reset_s)),
-            models_dir=env.get("MODELS_DIR", defaults.models_dir),
-            physical=_limits(env.get("PHYSICAL_LIMITS"), defaults.physical),
-            physical_per_sensor={
-                sensor: _limits(json.dumps(spec), defaults.physical)
-                for sensor, spec in json.loads(env.get("SENSOR_LIMITS") or "{}").items()
-            },
-            **_ingest_keys(env),
-            admin_keys=_admin_keys(env),
-            zk_auth=_secret(env, "ZK_AUTH"),
-            alert_urls=tuple(u.strip() for u in env.get("ALERT_URLS", "").split(",") if u.strip()),
-            alert_min_interval_s=float(env.get("ALERT_MIN_INTERVAL_S", defaults.alert_min_interval_s)),
-            alert_timeout_s=float(env.get("ALERT_TIMEOUT_S", defaults.alert_timeout_s)),
-            prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
-            env=env.get("AEROGUARD_ENV", defaults.env),
-        )
-
-
-def _limits(spec: str | None, default: PhysicalLimits) -> PhysicalLimits:
-    """Parse a JSON object such as ``{"low": 0, "high": 120}`` over the default limits."""
-    if not spec:
-        return default
-    values = json.loads(spec)
-    unknown = set(values) - {f.name for f in dataclasses.fields(PhysicalLimits)}
-    if unknown:
-        raise ValueError(f"unknown physical limit(s): {sorted(unknown)}")
-    return dataclasses.replace(default, **values)
-
-
-def _host_ports(spec: str) -> tuple[tuple[str, int], ...]:
-    """``"a:26379,b:26379"`` as ``(("a", 26379), ("b", 26379))``."""
-    pairs = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"expected host:port, got {item!r}")
-        pairs.append((host, int(port)))
-    return tuple(pairs)
-
-
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    """The value of `name`, or the first line of the file named by ``<name>_FILE``."""
-    path = env.get(f"{name}_FILE")
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            return handle.readline().strip() or None
-    return env.get(name) or None
-
-
-def _lines(env: Mapping[str, str], name: str) -> list[str]:
-    """Entries of ``<name>`` (comma-separated) and of the file ``<name>_FILE`` (one a line), blanks dropped."""
-    entries = env.get(name, "").split(",")
-    path = env.get(f"{name}_FILE")
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            entries.extend(handle)
-    return [entry.strip() for entry in entries if entry.strip()]
-
-
-def _ingest_keys(env: Mapping[str, str]) -> dict[str, object]:
-    """``api_keys`` and ``group_keys`` from ``API_KEYS``/``API_KEYS_FILE``.
-
-    An entry ``KEY`` or ``* KEY`` is valid for every group and sensor; ``GROUP KEY`` for that
-    group (or ``/nuevo`` sensor id) only.
-
-    >>> _ingest_keys({"API_KEYS": "k0, * k1, boiler-1 k2"})
-    {'api_keys': ('k0', 'k1'), 'group_keys': {'boiler-1': ('k2',)}}
-    """
-    every: list[str] = []
-    groups: dict[str, tuple[str, ...]] = {}
-    for entry in _lines(env, "API_KEYS"):
-        fields = entry.split()
-        if len(fields) > 2 or (len(fields) == 2 and fields[0] != "*" and not re.fullmatch(SENSOR_PATTERN, fields[0])):
-            raise ValueError("API_KEYS: each entry is KEY, * KEY or GROUP KEY")  # never echo a key
-        if len(fields) == 1 or fields[0] == "*":
-            every.append(fields[-1])
-        else:
-            groups[fields[0]] = (*groups.get(fields[0], ()), fields[1])
-    return {"api_keys": tuple(every), "group_keys": groups}
-
-
-def _admin_keys(env: Mapping[str, str]) -> tuple[str, ...]:
-    """Admin keys (``PUT /api/v1/config``) from ``ADMIN_KEYS`` and ``ADMIN_KEYS_FILE``."""
-    keys = _lines(env, "ADMIN_KEYS")
-    if any(len(key.split()) != 1 for key in keys):
-        raise ValueError("ADMIN_KEYS: one key per entry, without spaces")
-    return tuple(keys)

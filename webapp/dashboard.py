@@ -21,7 +21,8 @@ bp = Blueprint("dashboard", __name__)
 @bp.get("/")
 def index():
     settings = current_app.extensions["settings"]
-    return render_template("dashboard.html", served_by=settings.hostname, default_sensor=settings.default_sensor)
+    return render_template("dashboard.html", served_by=settings.web.hostname,
+                           default_sensor=settings.detection.default_sensor)
 
 
 @bp.get("/api/v1/sensors")

@@ -72,8 +72,8 @@ def _set_up(state) -> None:
     settings = ext["settings"]
     from webapp import make_redis
 
-    ext["bulkhead"] = Bulkhead(settings.storage_slots, settings.storage_stall_s)
-    client = make_redis(settings.replace(redis_socket_timeout_s=settings.redis_ready_timeout_s))
+    ext["bulkhead"] = Bulkhead(settings.storage.storage_slots, settings.storage.storage_stall_s)
+    client = make_redis(settings.replace(redis_socket_timeout_s=settings.storage.redis_ready_timeout_s).storage)
     client.set_retry(Retry(NoBackoff(), 0))
     ext["readiness"] = Store(client, settings)
 
@@ -107,7 +107,7 @@ def readyz():
     """Ready when Redis (with TimeSeries) answers; lists every dependency and detector."""
     ext = current_app.extensions
     if ext["bulkhead"].stalled():
-        redis_state = f"stalled: every storage slot waiting over {ext['settings'].storage_stall_s} s"
+        redis_state = f"stalled: every storage slot waiting over {ext['settings'].storage.storage_stall_s} s"
     else:
         redis_state = _redis_state(ext["readiness"])
     checks = {"redis": redis_state}
@@ -131,6 +131,6 @@ def _redis_state(store) -> str:
 
 @bp.get("/metrics")
 def prometheus():
-    payload, content_type = metrics.exposition(current_app.extensions["settings"].prometheus_multiproc_dir)
+    payload, content_type = metrics.exposition(current_app.extensions["settings"].web.prometheus_multiproc_dir)
     response = Response(payload, content_type=content_type)
     return response

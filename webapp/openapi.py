@@ -133,8 +133,8 @@ def openapi():
     now = time.time_ns() // 1_000_000
     # The lower bound moves on with the clock: stated 10 minutes inside it, so a client that
     # generates from this document a while after reading it still sends acceptable timestamps.
-    timestamp = {**_MS, "minimum": now - int(settings.retention_days * 86_400_000) + 600_000,
-                 "maximum": now + int(settings.max_future_skew_s * 1000),
+    timestamp = {**_MS, "minimum": now - int(settings.retention.retention_days * 86_400_000) + 600_000,
+                 "maximum": now + int(settings.limits.max_future_skew_s * 1000),
                  "description": "milliseconds since the Unix epoch; within RETENTION_DAYS before and "
                                 "MAX_FUTURE_SKEW_S after the server's clock (bounds as of this document)"}
     aggregate = SPEC["components"]["schemas"]["Aggregate"]

@@ -17,7 +17,7 @@ def wants_html() -> bool:
 
 def respond(body: dict, status: int = 200, template: str | None = None):
     """`body` plus ``served_by``, as JSON or rendered with `template` (or the generic page)."""
-    body = {**body, "served_by": current_app.extensions["settings"].hostname}
+    body = {**body, "served_by": current_app.extensions["settings"].web.hostname}
     if wants_html():
         return render_template(template or "generic.html", body=body, status=status), status
     return jsonify(body), status

@@ -70,7 +70,7 @@ class OwnStack:
 
         self.redis.start()
         self.redis.wait_ready(30)
-        self.web = WebTier(Settings(redis_url=self.redis.url, zk_hosts=self.hosts, key_prefix="drill:",
+        self.web = WebTier(Settings().replace(redis_url=self.redis.url, zk_hosts=self.hosts, key_prefix="drill:",
                                     hostname="drill-web", env="local"))
         self.web.start()
         set_config(zk, {"sampling_period_s": self.period, "api_urls": self.api_urls})

@@ -79,28 +79,29 @@ def build_panel(settings: Settings, backend=None) -> Panel:
     backend
         The inference backend of the served models; by default `make_backend(settings)`.
     """
-    voters = [Voter(PhysicalRule(settings.limits_for), PHYSICAL_THRESHOLD)]
+    voters = [Voter(PhysicalRule(settings.detection.limits_for), PHYSICAL_THRESHOLD)]
     try:
-        entries = load_manifest(settings.models_dir)
+        entries = load_manifest(settings.inference.models_dir)
     except ManifestError as exc:
         log.warning("learned detectors abstain: %s", exc)
-        return Panel(voters + [Abstainer(name, str(exc)) for name in CALIBRATED], settings.vote_required)
+        return Panel(voters + [Abstainer(name, str(exc)) for name in CALIBRATED], settings.detection.vote_required)
     if backend is None:
         from webapp.inference import make_backend
 
         backend = make_backend(settings)
     centers = [e.profile.center for e in entries.values()]
-    follower = DriftFollower(centers[0], settings.drift_tau, settings.window_size) if centers else None
+    detection = settings.detection
+    follower = DriftFollower(centers[0], detection.drift_tau, detection.window_size) if centers else None
     for name in CALIBRATED:
         entry = entries.get(name)
         if entry is None:
             voters.append(Abstainer(name, "not in the model manifest"))
             continue
-        if entry.window_size > settings.window_size and entry.params is None:
+        if entry.window_size > settings.detection.window_size and entry.params is None:
             log.warning("%s needs %d readings but WINDOW_SIZE is %d: it will abstain",
-                        name, entry.window_size, settings.window_size)
-        overridden = settings.threshold is not None and name == settings.model_name
-        threshold = settings.threshold if overridden else entry.threshold
+                        name, entry.window_size, settings.detection.window_size)
+        overridden = settings.detection.threshold is not None and name == settings.detection.model_name
+        threshold = settings.detection.threshold if overridden else entry.threshold
         try:
             detector = _detector(settings, entry, backend)
         except OSError as exc:
@@ -109,8 +110,8 @@ def build_panel(settings: Settings, backend=None) -> Panel:
             continue
         voters.append(Voter(detector, threshold))
     if getattr(backend, "kind", "inprocess") == "inprocess":
-        return Panel(voters, settings.vote_required, follower)
-    return ConcurrentPanel(voters, settings.vote_required, frozenset(SERVED), follower)
+        return Panel(voters, settings.detection.vote_required, follower)
+    return ConcurrentPanel(voters, settings.detection.vote_required, frozenset(SERVED), follower)
 
 
 def _detector(settings: Settings, entry, backend):
@@ -119,6 +120,6 @@ def _detector(settings: Settings, entry, backend):
         detector.profile_, detector.version_ = entry.profile, str(entry.version)
         return detector
     if entry.name == "isolation_forest":
-        path = resolve_models_dir(settings.models_dir) / entry.artefact
+        path = resolve_models_dir(settings.inference.models_dir) / entry.artefact
         return IsolationForestDetector.load(path, version=str(entry.version))
     return SERVED[entry.name](window_size=entry.window_size, backend=backend, model_version=entry.version)

@@ -55,7 +55,7 @@ class PhysicalRule(Detector):
         from webapp.config import Settings
 
         limits = PhysicalLimits(low=5.0, high=35.0, max_rate=2.0, stuck_count=10)
-        return {"limits_for": Settings(physical=limits).limits_for}
+        return {"limits_for": Settings().replace(physical=limits).detection.limits_for}
 
     def score_one(self, window: Window) -> float:
         limits = self.limits_for(window.sensor)

@@ -48,7 +48,7 @@ class Store(Ingest, JudgingState, Listing, EventLog):
     def __init__(self, client: redis.Redis, settings: Settings):
         self.client = client
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys(settings.storage.key_prefix)
         self._append = client.register_script(APPEND)
         self._create = client.register_script(CREATE)
         self._forget = client.register_script(FORGET)

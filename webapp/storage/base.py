@@ -44,7 +44,7 @@ class StoreBase:
 
     @property
     def _retention_ms(self) -> int:
-        return int(self.settings.retention_days * DAY_MS)
+        return int(self.settings.retention.retention_days * DAY_MS)
 
     def _registries(self, kind: str) -> list[str]:
         """This kind's registry and the other kind's (a name belongs to one kind of writer)."""

@@ -29,7 +29,7 @@ class EventLog(StoreBase):
         """The script call that appends `events` (one or more), for `record_events` or a pipeline."""
         keys = [key for event in events for key in (self.keys.event_log(event["kind"]),
                                                      self.keys.event_log(event["kind"], event["sensor"]))]
-        args = [self.settings.events_max, self.EVENTS_READ_MAX, self._retention_ms,
+        args = [self.settings.retention.events_max, self.EVENTS_READ_MAX, self._retention_ms,
                 *(json.dumps(event, sort_keys=True) for event in events)]
         return self._record_events, keys, args
 

@@ -47,17 +47,17 @@ class Ingest(StoreBase):
 
     def _create_series(self, name: str, kind: str, series: str) -> None:
         labels = [item for pair in self._labels(name).items() for item in pair]
-        quota = self.settings.max_sensors if kind == "sensors" else 0
+        quota = self.settings.limits.max_sensors if kind == "sensors" else 0
         keys = [series, f"{series}:avg_1m", f"{series}:avg_1h", *self._registries(kind)]
-        args = [self._retention_ms, int(self.settings.minute_retention_days * DAY_MS),
-                int(self.settings.hour_retention_days * DAY_MS), name, quota, *labels]
+        args = [self._retention_ms, int(self.settings.retention.minute_retention_days * DAY_MS),
+                int(self.settings.retention.hour_retention_days * DAY_MS), name, quota, *labels]
         self.forget_idle(kind, limit=FORGET_PER_CREATE)
         outcome = self._create(keys=keys, args=args)
         if outcome == "conflict":
             raise NameTaken(name, kind)
         if outcome == "full":
             raise QuotaReached(f"no new sensor: {quota} sensors are live (MAX_SENSORS); an idle one "
-                               f"is forgotten after {self.settings.sensor_idle_days:g} days")
+                               f"is forgotten after {self.settings.retention.sensor_idle_days:g} days")
 
     @_unavailable
     def forget_idle(self, kind: str, limit: int, now_ms: int | None = None) -> list[str]:
@@ -66,7 +66,7 @@ class Ingest(StoreBase):
         fence). Each one only if it is still idle when deleted; returns the names forgotten."""
         registry = self.keys.registry(kind)
         now_ms = int(self.client.time()[0]) * 1000 if now_ms is None else now_ms
-        cutoff = now_ms - int(self.settings.sensor_idle_days * DAY_MS)
+        cutoff = now_ms - int(self.settings.retention.sensor_idle_days * DAY_MS)
         forgotten = []
         for name in self.client.zrangebyscore(registry, "-inf", f"({cutoff}", start=0, num=limit):
             if self._forget(keys=[registry, *self._keys_of(name)], args=[name, cutoff]):
@@ -88,14 +88,14 @@ class Ingest(StoreBase):
         connection that wrote and covers exactly this write (Sentinel keeps no acknowledged
         write through a failover otherwise: docs/reliability.md).
         """
-        wanted = self.settings.redis_wait_replicas
+        wanted = self.settings.storage.redis_wait_replicas
         if not wanted:
             return self._append(keys=keys, args=args)
 
         def write_and_wait() -> list:
             pipe = self.client.pipeline(transaction=False)
             pipe.evalsha(self._append.sha, len(keys), *keys, *args)
-            pipe.execute_command("WAIT", wanted, self.settings.redis_wait_timeout_ms)
+            pipe.execute_command("WAIT", wanted, self.settings.storage.redis_wait_timeout_ms)
             return pipe.execute()
 
         try:
@@ -117,7 +117,7 @@ class Ingest(StoreBase):
         script after a timeout. Raises `NameTaken` for an edge group's name and
         `QuotaReached` when a new sensor would pass ``max_sensors``.
         """
-        write = (-1, write_id or uuid.uuid4().hex, int(self.settings.idempotency_window_s * 1000))
+        write = (-1, write_id or uuid.uuid4().hex, int(self.settings.retention.idempotency_window_s * 1000))
         keys = [self.keys.group(sensor, "fence"), self.keys.series(sensor, "writes")]
         return self._run_append(sensor, "sensors", ts, value, keys, write)
 

@@ -39,7 +39,12 @@ class Keys:
 
     @property
     def alerts(self) -> str:
+        """The stream of alerts waiting for delivery (webapp/alerting.py)."""
         return f"{self.prefix}alerts"
+
+    def alert_delivered(self, entry_id: str) -> str:
+        """The URLs one alert (its `alerts` stream entry) has been delivered to."""
+        return f"{self.alerts}:delivered:{entry_id}"
 
     def registry(self, kind: str) -> str:
         """The names of one kind of series (``groups`` or ``sensors``), scored by last write."""
