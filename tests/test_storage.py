@@ -152,6 +152,29 @@ def test_event_log_is_newest_first_and_filtered(redis_client, settings):
     assert [e["n"] for e in store.read_events(1, sensor="b")] == [4]
 
 
+def test_a_reading_comes_back_with_what_judging_it_needs(redis_client, settings):
+    """``append_reading(…, judging=N)`` reads in the write's round trip what `read_for_judging`
+    answers for the reading stored (a repeat's too), and reads nothing when the server forgot
+    the script (judging then reads on its own)."""
+    store = Store(redis_client, settings)
+    for i in range(19):
+        store.append_reading("pre", 1_000 * i, float(i))
+    redis_client.script_flush()
+    assert store.append_reading("pre", 19_000, 19.0, judging=1).judging is None  # unknown script: loaded now
+    store.record_decision("pre", 19_000, decide([Ballot("physical", False, 0.1, 1.0)], required=1), level=7.5,
+                          peaks={"count": "1", "filled": "0"})
+    stored = store.append_reading("pre", 5_000, 42.0, "k:once", judging=5)  # after the newest: 19_001
+    assert stored.timestamp == 19_001
+    assert stored.judging == store.read_for_judging("pre", 5, end=19_001)
+    assert stored.judging[0].values == (16.0, 17.0, 18.0, 19.0, 42.0) and stored.judging[1] == 7.5
+    store.append_reading("pre", 30_000, 1.0)  # a later reading stays out of the repeat's window
+    repeat = store.append_reading("pre", 0, 42.0, "k:once", judging=5)
+    assert repeat.status == "duplicate" and repeat.judging == stored.judging
+    redis_client.script_flush()
+    assert store.append_reading("pre", 40_000, 3.0, judging=3).judging is None
+    assert store.append_reading("pre", 41_000, 4.0, judging=3).judging == store.read_for_judging("pre", 3, end=41_000)
+
+
 def test_wait_for_a_replica_before_acknowledging(settings, make_redis_server):
     """With REDIS_WAIT_REPLICAS=1 a write is acknowledged only once a replica has it."""
     master = make_redis_server()
@@ -168,5 +191,7 @@ def test_wait_for_a_replica_before_acknowledging(settings, make_redis_server):
     stored = patient.append_reading("acked", 2_000, 2.0)
     assert stored.status == "stored"
     assert replica_client.ts().get(f"{settings.storage.key_prefix}s:acked:readings")[1] == 2.0
+    patient.append_reading("acked", 3_000, 3.0, judging=2)  # loads the read script, unknown after the flush
+    assert patient.append_reading("acked", 4_000, 4.0, judging=2).judging[0].values == (3.0, 4.0)  # read after WAIT
     client.close()
     replica_client.close()

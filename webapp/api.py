@@ -12,6 +12,7 @@ from webapp import metrics
 from webapp.auth import check_ingest_key
 from webapp.errors import BadInput
 from webapp.judging import judge_newest
+from webapp.judging import readings_judged
 from webapp.responses import respond
 from webapp.storage import DAY_MS
 from webapp.storage import Stored
@@ -36,8 +37,9 @@ def _sensor() -> str:
     return sensor_id(request.args.get("sensor", _ext("settings").detection.default_sensor))
 
 
-def _store_reading(source: str) -> tuple[str, float, Stored, bool]:
-    """Check the key, parse ``sensor``, ``dato`` and ``Idempotency-Key``, store the reading:
+def _store_reading(source: str, judging: int = 0) -> tuple[str, float, Stored, bool]:
+    """Check the key, parse ``sensor``, ``dato`` and ``Idempotency-Key``, store the reading
+    (and read the `judging` newest readings with it, `webapp.storage.Store.append_reading`):
     (sensor, value, what was stored, whether this answers a repeat of an acknowledged write)."""
     ext, args = current_app.extensions, request.args  # the hottest path: resolve each proxy once
     settings = ext["settings"]
@@ -45,7 +47,7 @@ def _store_reading(source: str) -> tuple[str, float, Stored, bool]:
     sensor = sensor_id(args.get("sensor", settings.detection.default_sensor))
     value = parse_value(args.get("dato"))
     key = idempotency_key(request.headers.get("Idempotency-Key"))
-    stored = ext["store"].append_reading(sensor, _now_ms(), value, None if key is None else f"k:{key}")
+    stored = ext["store"].append_reading(sensor, _now_ms(), value, None if key is None else f"k:{key}", judging)
     # Without a client key a duplicate is redis-py re-sending this request's own script:
     # still the first answer this client gets.
     repeat = stored.status == "duplicate" and key is not None
@@ -86,12 +88,12 @@ def listar():
 @bp.get("/detectar")
 def detectar():
     """Store a reading, then judge the window of the newest readings ending with it."""
-    sensor, value, stored, repeat = _store_reading("detectar")
+    panel, window_size = _ext("panel"), _ext("settings").detection.window_size
+    sensor, value, stored, repeat = _store_reading("detectar", readings_judged(panel, window_size))
     store, timestamp = _ext("store"), stored.timestamp
     if repeat and store.is_judged(sensor, timestamp):
         return respond({"sensor": sensor, "timestamp": timestamp, "value": value, "duplicate": True}, 200)
-    window, decision = judge_newest(store, _ext("panel"), sensor, timestamp, _ext("settings").detection.window_size,
-                                    _ext("incidents"))
+    window, decision = judge_newest(store, panel, sensor, timestamp, window_size, _ext("incidents"), stored.judging)
     body = {"sensor": sensor, "timestamp": timestamp, "value": value,
             "window": list(window.values), **decision.as_dict()}
     return respond({**body, "duplicate": True} if repeat else body, 200 if repeat else 201,

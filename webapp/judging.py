@@ -13,8 +13,13 @@ from webapp.detection.vote import Panel
 from webapp.storage import Store
 
 
+def readings_judged(panel: Panel, window_size: int) -> int:
+    """How many of a sensor's newest readings judging one reads (`judge_newest`)."""
+    return max(window_size, panel.readings)
+
+
 def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window_size: int,
-                 incidents: Incidents | None = None) -> tuple[Window, Decision]:
+                 incidents: Incidents | None = None, read: tuple | None = None) -> tuple[Window, Decision]:
     """Judge the window ending at the reading stored at `timestamp`, and record the decision.
 
     The panel gets the newest ``max(window_size, panel.readings)`` readings (the context
@@ -26,9 +31,12 @@ def judge_newest(store: Store, panel: Panel, sensor: str, timestamp: int, window
     the window and written with the decision. Scores, votes and the verdict go to the sensor's
     series; a warning or critical verdict is also appended to the event log with every ballot,
     so ``/api/v1/anomalies`` can say why; `incidents` tracks the sensor's incident. Two round
-    trips in all: one read, then one pipeline of scripts (the decision, the event, the incident).
+    trips in all: one read, then one pipeline of scripts (the decision, the event, the incident);
+    one when the read came with the write (`read`, ``Stored.judging``: ``/detectar``).
     """
-    context, level, stored = store.read_for_judging(sensor, max(window_size, panel.readings), end=timestamp)
+    if read is None or read[0].timestamps[-1] != timestamp:
+        read = store.read_for_judging(sensor, readings_judged(panel, window_size), end=timestamp)
+    context, level, stored = read
     peaks = RecentPeaks.from_fields(stored, panel.span)
     decision = panel.judge(context, level, peaks)
     window = Window(context.values[-window_size:], context.timestamps[-window_size:], sensor)

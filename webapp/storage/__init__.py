@@ -26,6 +26,7 @@ from webapp.storage.listing import Listing
 from webapp.storage.scripts import APPEND
 from webapp.storage.scripts import CREATE
 from webapp.storage.scripts import FORGET
+from webapp.storage.scripts import READ_WRITTEN
 from webapp.storage.scripts import RECORD_DECISION
 from webapp.storage.scripts import RECORD_EVENTS
 from webapp.storage.state import JudgingState
@@ -54,6 +55,7 @@ class Store(Ingest, JudgingState, Listing, EventLog):
         self._forget = client.register_script(FORGET)
         self._record_decision = client.register_script(RECORD_DECISION)
         self._record_events = client.register_script(RECORD_EVENTS)
+        self._read_written = client.register_script(READ_WRITTEN)
 
     @_unavailable
     def ping(self) -> bool:

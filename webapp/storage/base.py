@@ -38,6 +38,7 @@ class StoreBase:
     keys: Keys
     _record_decision: Script
     _record_events: Script
+    _read_written: Script
 
     def _labels(self, sensor: str, **extra: str) -> dict[str, str]:
         return {"app": "aeroguard", "ns": self.keys.namespace, "sensor": sensor, **extra}

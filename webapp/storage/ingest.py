@@ -3,7 +3,9 @@ series created on first write within the sensor quota, and idle series forgotten
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field
 
 import redis
 
@@ -11,6 +13,7 @@ from webapp.errors import NameTaken
 from webapp.errors import QuotaReached
 from webapp.errors import StoreUnavailable
 from webapp.storage.base import DAY_MS
+from webapp.storage.base import ScriptCall
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
 from webapp.storage.scripts import APPEND
@@ -21,29 +24,32 @@ FORGET_PER_CREATE = 10  # idle series a new one clears away first: cleanup keeps
 @dataclass(frozen=True)
 class Stored:
     """What happened to one write: ``stored``, ``duplicate`` (this write id was stored before,
-    at `timestamp`) or ``stale`` (an aggregate's epoch is older than `newest_epoch`)."""
+    at `timestamp`) or ``stale`` (an aggregate's epoch is older than `newest_epoch`); `judging`:
+    what judging the reading at `timestamp` needs, when it was read with the write."""
 
     status: str
     timestamp: int | None = None
     newest_epoch: int | None = None
+    judging: tuple | None = field(default=None, compare=False, repr=False)
 
 
 class Ingest(StoreBase):
     """The write side of `webapp.storage.Store` (its scripts are registered by the store)."""
 
-    def _run_append(self, name: str, kind: str, ts: int, value: float, keys: list[str], write: tuple) -> Stored:
+    def _run_append(self, name: str, kind: str, ts: int, value: float, keys: list[str], write: tuple,
+                    read: Sequence[ScriptCall] = ()) -> Stored:
         series = self.keys.series(name, "readings")
         keys = [series, *keys, *self._registries(kind)]
         args = [ts, repr(float(value)), *write, name]
-        status, stamp = self._write(keys=keys, args=args)
+        (status, stamp), replies = self._write(keys=keys, args=args, read=read)
         if status == "missing":
             self._create_series(name, kind, series)
-            status, stamp = self._write(keys=keys, args=args)
+            (status, stamp), replies = self._write(keys=keys, args=args, read=read)
         if status == "conflict":
             raise NameTaken(name, kind)
         if status == "stale":
             return Stored("stale", newest_epoch=int(stamp))
-        return Stored(status, int(stamp))
+        return Stored(status, int(stamp), judging=self._read_written_reply(name, replies[0]) if replies else None)
 
     def _create_series(self, name: str, kind: str, series: str) -> None:
         labels = [item for pair in self._labels(name).items() for item in pair]
@@ -81,45 +87,60 @@ class Ingest(StoreBase):
         events += [self.keys.incident_log(name), self.keys.incident(name)]
         return sorted({*labelled, *own, *events, self.keys.group(name, "fence"), self.keys.group(name, "done")})
 
-    def _write(self, keys: list[str], args: list) -> list:
+    def _write(self, keys: list[str], args: list, read: Sequence[ScriptCall] = ()) -> tuple[list, list]:
         """Run the append script; with ``wait_replicas``, acknowledge only once replicas have it.
+        Then, in the same round trip, the read-only scripts `read`; returns the append's answer
+        and theirs (None for one that failed: the caller reads again on its own).
 
         ``WAIT`` goes in the same non-transactional pipeline as the script, so it runs on the
         connection that wrote and covers exactly this write (Sentinel keeps no acknowledged
         write through a failover otherwise: docs/reliability.md).
         """
         wanted = self.settings.storage.redis_wait_replicas
-        if not wanted:
-            return self._append(keys=keys, args=args)
+        if not wanted and not read:
+            return self._append(keys=keys, args=args), []
 
         def write_and_wait() -> list:
             pipe = self.client.pipeline(transaction=False)
             pipe.evalsha(self._append.sha, len(keys), *keys, *args)
-            pipe.execute_command("WAIT", wanted, self.settings.storage.redis_wait_timeout_ms)
-            return pipe.execute()
+            if wanted:
+                pipe.execute_command("WAIT", wanted, self.settings.storage.redis_wait_timeout_ms)
+            for script, read_keys, read_args in read:
+                pipe.evalsha(script.sha, len(read_keys), *read_keys, *read_args)
+            return pipe.execute(raise_on_error=False)
 
-        try:
-            result, acked = write_and_wait()
-        except redis.exceptions.NoScriptError:
+        replies = write_and_wait()
+        if isinstance(replies[0], redis.exceptions.NoScriptError):
             self.client.script_load(APPEND)
-            result, acked = write_and_wait()
-        if result[0] in ("stored", "duplicate") and int(acked) < wanted:
+            replies = write_and_wait()
+        result, acked, answers = replies[0], replies[1] if wanted else None, replies[1 + bool(wanted):]
+        for reply in (result, acked):
+            if isinstance(reply, Exception):
+                raise reply
+        if wanted and result[0] in ("stored", "duplicate") and int(acked) < wanted:
             raise StoreUnavailable(f"write reached {acked} of {wanted} replica(s) in time: retry")
-        return result
+        for (script, _, _), answer in zip(read, answers):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                self.client.script_load(script.script)  # for the next write; this one reads again
+        return result, [None if isinstance(answer, Exception) else answer for answer in answers]
 
     @_unavailable
-    def append_reading(self, sensor: str, ts: int, value: float, write_id: str | None = None) -> Stored:
+    def append_reading(self, sensor: str, ts: int, value: float, write_id: str | None = None,
+                       judging: int = 0) -> Stored:
         """Store one reading at `ts` ms, or just after the series' newest sample if later.
 
         `write_id` makes the write safe to repeat: the same id again within
         ``idempotency_window_s`` is answered ``Stored("duplicate", ts)`` and stores nothing.
         Without one, a fresh id still guards against the client library re-sending the
         script after a timeout. Raises `NameTaken` for an edge group's name and
-        `QuotaReached` when a new sensor would pass ``max_sensors``.
+        `QuotaReached` when a new sensor would pass ``max_sensors``. With `judging` readings,
+        the same round trip also reads what judging the stored reading needs, its newest
+        `judging` readings (``Stored.judging``, as `read_for_judging` answers).
         """
         write = (-1, write_id or uuid.uuid4().hex, int(self.settings.retention.idempotency_window_s * 1000))
         keys = [self.keys.group(sensor, "fence"), self.keys.series(sensor, "writes")]
-        return self._run_append(sensor, "sensors", ts, value, keys, write)
+        read = [self._read_written_call(sensor, judging, write[1])] if judging else []
+        return self._run_append(sensor, "sensors", ts, value, keys, write, read)
 
     @_unavailable
     def append_aggregate(self, group: str, epoch: int, round_: int, ts: int, value: float) -> Stored:

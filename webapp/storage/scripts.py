@@ -152,3 +152,16 @@ redis.call('TS.ADD', KEYS[3], ts, ARGV[4], 'RETENTION', retention, 'LABELS', 'ap
            'sensor', sensor, 'kind', 'verdict', 'ON_DUPLICATE', 'last')
 return 'OK'
 """
+
+# What judging the reading stored by one write needs (`webapp.storage.state`), read in the
+# round trip of that write (`webapp.storage.ingest`), right after the append script: the
+# write's timestamp (its id's score), the newest readings up to it, the reference level and
+# the detectors' recent peaks. Read-only.
+# KEYS: the set of stored writes (ids), readings, level, peaks. ARGV: the write's id, how many
+# readings. Answers nil when the id is unknown (nothing was stored).
+READ_WRITTEN = """#!lua flags=no-writes
+local ts = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not ts then return false end
+return {redis.call('TS.REVRANGE', KEYS[2], '-', ts, 'COUNT', ARGV[2]), redis.call('GET', KEYS[3]),
+        redis.call('HGETALL', KEYS[4])}
+"""

@@ -36,11 +36,28 @@ class JudgingState(StoreBase):
         pipe.execute_command("GET", self.keys.series(sensor, "level"))  # not TS.GET: a plain string
         pipe.execute_command("HGETALL", self.keys.series(sensor, "peaks"))
         samples, level, peaks = pipe.execute()
+        return self._judging_state(sensor, samples, level, peaks)  # peaks a dict: the client decodes responses
+
+    def _read_written_call(self, sensor: str, size: int, write_id: str) -> ScriptCall:
+        """The script that reads what `read_for_judging` does for the reading stored by the
+        write `write_id`, in that write's round trip (`webapp.storage.ingest`)."""
+        keys = [self.keys.series(sensor, part) for part in ("writes", "readings", "level", "peaks")]
+        return self._read_written, keys, [write_id, size]
+
+    def _read_written_reply(self, sensor: str, reply: list | None) -> tuple[Window, float | None, dict] | None:
+        """`_read_written_call`'s reply as `read_for_judging` answers (None: nothing read)."""
+        if not reply:
+            return None
+        samples, level, peaks = reply
+        return self._judging_state(sensor, samples, level, dict(zip(peaks[::2], peaks[1::2])))
+
+    @staticmethod
+    def _judging_state(sensor: str, samples: list, level: str | None, peaks: dict) -> tuple[Window, float | None, dict]:
         # [[timestamp, value], ...] newest first: value a string, or a float once a TimeSeries
-        # client registered its parser on this connection pool's client.
+        # client registered its parser for TS.REVRANGE on this client.
         stamps, values = zip(*reversed(samples)) if samples else ((), ())
         window = Window(tuple(map(float, values)), tuple(map(int, stamps)), sensor)
-        return window, None if level is None else float(level), peaks  # a dict: the client decodes responses
+        return window, None if level is None else float(level), peaks
 
     @_unavailable
     def record_decision(self, sensor: str, ts: int, decision: Decision, level: float | None = None,
