@@ -22,6 +22,8 @@ from kazoo.recipe.queue import LockingQueue
 
 from contracts import ContractError
 from contracts import config as contract
+from contracts.zk_layout import GroupZnodes
+from contracts.zk_layout import ZkLayout
 from webapp.auth import check_admin_key
 from webapp.errors import BadInput
 from webapp.errors import DependencyUnavailable
@@ -68,16 +70,16 @@ def _document(zk, path: str) -> tuple[dict, int | None]:
         return {}, stat.version
 
 
-def _documents(zk, root: str, group: str | None) -> dict[str, tuple[dict, int | None]]:
+def _documents(zk, layout: ZkLayout, group: str | None) -> dict[str, tuple[dict, int | None]]:
     """The documents a write to the cluster config (`group` None) or a group's is merged with."""
-    groups = [group] if group is not None else _children(zk, f"{root}/groups")
-    paths = [f"{root}/config", *(f"{root}/groups/{name}/config" for name in groups)]
+    groups = [group] if group is not None else _children(zk, layout.groups)
+    paths = [layout.config, *(layout.group(name).config for name in groups)]
     return {path: _document(zk, path) for path in paths}
 
 
-def _check_merges(doc: dict, path: str, root: str, seen: dict[str, tuple[dict, int | None]]) -> None:
-    """`BadInput` unless `doc` at `path` merges into a valid config for every group it reaches."""
-    cluster = f"{root}/config"
+def _check_merges(doc: dict, path: str, cluster: str, seen: dict[str, tuple[dict, int | None]]) -> None:
+    """`BadInput` unless `doc` at `path` merges into a valid config for every group it reaches
+    (`cluster`: the cluster config's path)."""
     merges = ([(other, (doc, values)) for other, (values, _) in seen.items() if other != cluster]
               if path == cluster else [(cluster, (seen[cluster][0], doc))])
     for other, layers in merges:
@@ -150,28 +152,29 @@ def _leader(zk, election: str) -> str | None:
     return contenders[0] if contenders else None
 
 
-def _group(zk, base: str) -> dict:
+def _group(zk, znodes: GroupZnodes) -> dict:
     nodes = []
-    for node_id in _children(zk, f"{base}/nodes"):
-        info = _json(zk, f"{base}/nodes/{node_id}")
+    for node_id in _children(zk, znodes.nodes):
+        info = _json(zk, znodes.node(node_id))
         if info is not None:
             nodes.append(info if isinstance(info, dict) else {"node_id": node_id})
-    epoch = _json(zk, f"{base}/epoch")
-    trigger = _json(zk, f"{base}/sequence_trigger") or {}
-    return {"leader": _leader(zk, f"{base}/election"),
+    epoch = _json(zk, znodes.epoch)
+    trigger = _json(zk, znodes.trigger) or {}
+    return {"leader": _leader(zk, znodes.election),
             "epoch": epoch.get("epoch") if isinstance(epoch, dict) else epoch,
             "term": epoch, "last_round": trigger.get("round"), "last_trigger": trigger,
-            "live_nodes": nodes, "queue_depth": len(_children(zk, f"{base}/queue{LockingQueue.entries}")),
-            "config": _json(zk, f"{base}/config")}
+            "live_nodes": nodes, "queue_depth": len(_children(zk, znodes.queue + LockingQueue.entries)),
+            "config": _json(zk, znodes.config)}
 
 
 @bp.get("/api/v1/cluster")
 def cluster():
     """Groups with leader, epoch, last round, live nodes (with pids) and the config."""
     zk, root = _zk(), current_app.extensions["settings"].cluster.zk_root
+    layout = ZkLayout(root)
     try:
-        groups = {name: _group(zk, f"{root}/groups/{name}") for name in _children(zk, f"{root}/groups")}
-        config = _json(zk, f"{root}/config")
+        groups = {name: _group(zk, layout.group(name)) for name in _children(zk, layout.groups)}
+        config = _json(zk, layout.config)
     except KazooException as exc:
         raise DependencyUnavailable(f"ZooKeeper read failed: {exc.__class__.__name__}") from exc
     return respond({"root": root, "config": config, "groups": groups})
@@ -187,14 +190,14 @@ def put_config():
         raise BadInput("body must be a JSON object (Content-Type: application/json)")
     doc = validate_config(body, settings.cluster.config_url_hosts or None)
     group = request.args.get("group")
-    root = settings.cluster.zk_root
-    path = f"{root}/config" if group is None else f"{root}/groups/{sensor_id(group, 'group')}/config"
+    layout = ZkLayout(settings.cluster.zk_root)
+    path = layout.config if group is None else layout.group(sensor_id(group, "group")).config
     zk = _zk()
     data = json.dumps(doc).encode()
     try:
         for _ in range(WRITE_ATTEMPTS):
-            seen = _documents(zk, root, group)
-            _check_merges(contract.check_document(doc), path, root, seen)
+            seen = _documents(zk, layout, group)
+            _check_merges(contract.check_document(doc), path, layout.config, seen)
             version = _commit(zk, path, data, seen)
             if version is not None:
                 return respond({"path": path, "config": doc, "version": version}, 200)
