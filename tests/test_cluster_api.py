@@ -244,9 +244,11 @@ def test_end_to_end_edge_to_web_tier(cluster_app, edge_nodes):
         answer = requests.put(f"{served.url}/api/v1/config", json={"sampling_period_s": 0.2, "api_urls": [served.url]},
                               headers={"X-API-Key": KEY}, timeout=5)
         assert answer.status_code == 200
-        wait_until(lambda: all(n.hotconfig.current.sampling_period_s == 0.2 for n in nodes), 2,
+        wait_until(lambda: all(n.hotconfig.current.sampling_period_s == 0.2 for n in nodes), 10,
                    "every node applied the new period")
         leader = next(n for n in nodes if n.epoch is not None)
-        assert leader.delivery.counts["stored"] > 0 and leader.delivery.counts["failed"] == 0
+        # Delivered, none refused; an attempt that timed out (a slow answer) is retried, not lost.
+        wait_until(lambda: leader.delivery.backlog() == 0, 10, "the leader's backlog delivered")
+        assert leader.delivery.counts["stored"] > 0 and leader.delivery.counts["refused"] == 0
     finally:
         served.close()
