@@ -27,6 +27,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from webapp.inference.inprocess import import_tensorflow
+from webapp.inference.signature import SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class Registry:
     def predict(self, name: str, version: int | None, signature_name: str, inputs: dict) -> tuple[int, dict]:
         """Run a signature on numpy inputs; returns the version used and numpy outputs."""
         number, servable = self.lookup(name, version)
-        key = signature_name or "serving_default"
+        key = signature_name or SIGNATURE
         if key not in servable.signatures:
             raise invalid(f"Serving signature name: \"{key}\" not found in signature def")
         signature = servable.signatures[key]
@@ -140,7 +141,7 @@ def _servicers(registry: Registry, delay_s: float):
             response = predict_pb2.PredictResponse()
             response.model_spec.name = request.model_spec.name
             response.model_spec.version.value = number
-            response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
+            response.model_spec.signature_name = request.model_spec.signature_name or SIGNATURE
             for key, value in outputs.items():
                 # TF Serving answers with typed *_val fields, not tensor_content.
                 proto = tf.make_tensor_proto(value)
@@ -234,7 +235,7 @@ class RestHandler(BaseHTTPRequestHandler):
             if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
                 raise invalid("Missing 'inputs' or 'instances' key")
             number, servable = self.registry.lookup(name, version)
-            signature = body.get("signature_name") or "serving_default"
+            signature = body.get("signature_name") or SIGNATURE
             known = signature in servable.signatures
             keys = list(servable.signatures[signature].structured_input_signature[1]) if known else []
             data = body.get("instances", body.get("inputs"))

@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from webapp.detection.training import TrainingPlan
-    from webapp.detection.training import train_detectors
+    from offline.training import TrainingPlan
+    from offline.training import train_detectors
 
     if args.csv:
         values, source = csv_series(args.csv, args.value_column), f"csv:{Path(args.csv).name}:{args.value_column}"

@@ -14,6 +14,7 @@ import pytest
 
 from edge.simulator import Fault
 from edge.simulator import TemperatureSimulator
+from offline.training import calibrate
 from webapp.config import PhysicalLimits
 from webapp.config import Settings
 from webapp.detection import build_panel
@@ -26,7 +27,6 @@ from webapp.detection.iforest import IsolationForestDetector
 from webapp.detection.neural import AutoencoderDetector
 from webapp.detection.neural import LSTMDetector
 from webapp.detection.physical import PhysicalRule
-from webapp.detection.training import calibrate
 from webapp.detection.vote import Abstainer
 from webapp.detection.vote import Voter
 

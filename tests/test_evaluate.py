@@ -9,16 +9,17 @@ import pytest
 
 from edge.simulator import Fault
 from edge.simulator import TemperatureSimulator
-from scripts import evaluate
-from scripts.evaluate_suite import aggregate
-from scripts.evaluate_suite import render
-from scripts.evaluate_suite import verdict
-from scripts.evaluate_suite import write_table
+from offline.evaluation import replay as evaluate
+from offline.evaluation.suite import aggregate
+from offline.evaluation.suite import render
+from offline.evaluation.suite import verdict
+from offline.evaluation.suite import write_table
+from offline.scoring import incidents
+from offline.scoring import nab_score
+from offline.scoring import score_alarms
 from webapp.config import Settings
 from webapp.detection import build_panel
-from webapp.detection.incidents import incidents
-from webapp.detection.incidents import nab_score
-from webapp.detection.incidents import score_alarms
+from webapp.detection.manifest import PANEL
 
 
 def test_incidents_close_after_a_quiet_gap():
@@ -79,8 +80,7 @@ def test_evaluate_writes_verdicts_summary_and_plot(tmp_path):
     windows = [(900.0, 913.0), (1100.0, 1129.0)]
     summary = evaluate.evaluate(times, values, windows, 600, tmp_path, "sim", epochs=3)
     results = summary["results"]
-    assert set(results) == {"physical", "isolation_forest", "autoencoder", "lstm", "context", "zscore",
-                            "vote"}
+    assert set(results) == {*PANEL, "zscore", "vote"}
     assert all("back_in_range" in r for r in results.values())
     assert results["vote"]["windows"] == 2 and results["vote"]["caught"] >= 1
     assert summary["replayed"] == 800 - 20  # dropouts are not judged
@@ -91,8 +91,7 @@ def test_evaluate_writes_verdicts_summary_and_plot(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "summary.json").read_text())["results"] == results
     assert "reference_level" in rows[0]
-    assert set(summary["thresholds"]) == {"physical", "isolation_forest", "autoencoder", "lstm", "context",
-                                          "zscore"}
+    assert set(summary["thresholds"]) == {*PANEL, "zscore"}
     for detector, curve in summary["sweep"].items():  # a stricter threshold never catches more
         assert [p[0] for p in curve] == list(evaluate.SWEEP), detector
         assert all(a[1] >= b[1] for a, b in zip(curve, curve[1:])), (detector, curve)
@@ -139,8 +138,8 @@ def test_alarms_on_readings_back_in_range_count_only_after_the_excursion_ended()
 
 
 def test_nab_real_is_a_group_that_never_loads_the_held_out_series(tmp_path):
-    from scripts.evaluate_suite import published
-    from scripts.evaluate_suite import series_list
+    from offline.evaluation.suite import published
+    from offline.evaluation.suite import series_list
 
     real = tmp_path / "nab-real" / "realKnownCause"
     real.mkdir(parents=True)

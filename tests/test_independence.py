@@ -8,11 +8,11 @@ from datetime import timezone
 
 import numpy as np
 
-from scripts import evaluate
-from scripts import independence
-from scripts.evaluate import DETECTORS
-from scripts.evaluate import WINDOW
-from webapp.detection.incidents import score_alarms
+from offline.evaluation import independence
+from offline.evaluation import replay as evaluate
+from offline.evaluation.replay import DETECTORS
+from offline.evaluation.replay import WINDOW
+from offline.scoring import score_alarms
 
 FOUR = DETECTORS[:4]  # the synthetic suites predate the context detector: it abstains there
 

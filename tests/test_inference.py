@@ -31,6 +31,7 @@ from webapp.inference.inprocess import InProcessBackend
 from webapp.inference.resilience import CircuitBreaker
 from webapp.inference.resilience import Resilient
 from webapp.inference.rest_client import RestBackend
+from webapp.inference.signature import SERVED_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "serving" / "models"
@@ -61,7 +62,7 @@ def test_models_config_parses_with_tf_servings_own_proto():
 
     config = text_format.Parse((MODELS / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
     models = {c.name: c for c in config.model_config_list.config}
-    assert set(models) == {"autoencoder", "lstm"}
+    assert set(models) == set(SERVED_MODELS)
     for name, model in models.items():
         assert model.base_path == f"/models/{name}" and model.model_platform == "tensorflow"
         assert model.model_version_policy.latest.num_versions == 2
@@ -205,9 +206,10 @@ def test_panel_over_the_standin_matches_in_process(standin, kind):
 
 
 def test_backend_choice_follows_settings():
-    assert make_backend(Settings()).kind == "inprocess"
-    assert make_backend(Settings().replace(serving_host="tfserving")).kind == "grpc"
-    assert make_backend(Settings().replace(serving_host="tfserving", inference_backend="rest")).kind == "rest"
+    assert make_backend(Settings(), "serving/models").kind == "inprocess"
+    assert make_backend(Settings().replace(serving_host="tfserving"), "serving/models").kind == "grpc"
+    rest = Settings().replace(serving_host="tfserving", inference_backend="rest")
+    assert make_backend(rest, "serving/models").kind == "rest"
     with pytest.raises(ValueError, match="inference_backend"):
         Settings().replace(inference_backend="carrier-pigeon")
 
@@ -251,7 +253,7 @@ def test_concurrent_judges_against_a_dead_server_only_abstain():
 
 
 def served_versions() -> list[tuple[str, Path]]:
-    return [(name, version) for name in ("autoencoder", "lstm")
+    return [(name, version) for name in SERVED_MODELS
             for version in sorted((MODELS / name).iterdir()) if version.is_dir()]
 
 
@@ -260,7 +262,7 @@ def test_every_served_version_has_warmup_requests_tf_serving_can_answer(registry
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from webapp.detection.networks import WARMUP_FILE
+    from offline.export import WARMUP_FILE
 
     window = load_manifest(MODELS)[name].window_size
     records = list(tf.data.TFRecordDataset(str(version / WARMUP_FILE)).as_numpy_iterator())

@@ -8,14 +8,16 @@ import pytest
 from google.protobuf import text_format
 
 from edge.simulator import TemperatureSimulator
+from offline.training import TrainingPlan
+from offline.training import calibrate
+from offline.training import train_detectors
 from scripts import train
 from webapp.config import Settings
 from webapp.detection import build_panel
 from webapp.detection.base import Window
+from webapp.detection.manifest import CALIBRATED
 from webapp.detection.manifest import load_manifest
-from webapp.detection.training import TrainingPlan
-from webapp.detection.training import calibrate
-from webapp.detection.training import train_detectors
+from webapp.inference.signature import SERVED_MODELS
 
 PLAN = TrainingPlan(epochs=2, units=8, n_estimators=20, seed=5)
 
@@ -34,10 +36,10 @@ def trained(tmp_path_factory, series):
 
 def test_writes_a_version_of_every_model_and_the_manifest(trained):
     models, entries = trained
-    assert set(entries) == {"isolation_forest", "autoencoder", "lstm", "context"}
+    assert set(entries) == set(CALIBRATED)
     context = entries["context"]
     assert context["params"]["context"] == context["window_size"] - context["params"]["tail"]
-    for name in ("autoencoder", "lstm"):
+    for name in SERVED_MODELS:
         assert (models / name / "1" / "saved_model.pb").is_file()
     assert (models / "isolation_forest" / "1" / "forest.npz").is_file()
     manifest = load_manifest(models)
@@ -61,7 +63,7 @@ def test_models_config_lists_the_served_models(trained):
 
     models, _ = trained
     config = text_format.Parse((models / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
-    assert [c.name for c in config.model_config_list.config] == ["autoencoder", "lstm"]
+    assert [c.name for c in config.model_config_list.config] == list(SERVED_MODELS)
 
 
 def test_same_seed_same_thresholds(tmp_path, series, trained):
@@ -94,8 +96,8 @@ def test_panel_judges_with_freshly_trained_models(trained):
 def test_thresholds_are_calibrated_on_blocks_spread_over_the_series():
     """A baseline whose end is calm and whose start is not: held-out blocks from the whole series
     see both regimes (the last 30 % alone would see only the calm end)."""
-    from webapp.detection.training import held_out_blocks
-    from webapp.detection.training import segment_windows
+    from offline.training import held_out_blocks
+    from offline.training import segment_windows
 
     held = held_out_blocks(1000, 0.3, 10)
     assert held.mean() == pytest.approx(0.3) and held[:500].any() and held[-100:].all()

@@ -42,6 +42,10 @@ class Window:
         return np.asarray(self.values, dtype=np.float64)
 
 
+class DetectorUnavailable(Exception):
+    """Raised by a detector that cannot answer now; its voter abstains."""
+
+
 class Detector:
     """Base class of all detectors.
 

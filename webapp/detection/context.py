@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from webapp.detection.base import Detector
+from webapp.detection.base import DetectorUnavailable
 from webapp.detection.base import Window
 from webapp.detection.features import Profile
 
@@ -101,8 +102,6 @@ class ContextDetector(Detector):
     def score_one(self, window: Window) -> float:
         values = window.array[-self.readings:]
         if len(values) < self.min_context + self.tail:
-            from webapp.detection.vote import DetectorUnavailable
-
             raise DetectorUnavailable(f"needs {self.min_context + self.tail} readings, has {len(values)}")
         return robust_deviation(values, self.tail, self.context, self.floor * self.profile_.scale)
 

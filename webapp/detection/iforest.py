@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from webapp.detection.base import Detector
+from webapp.detection.base import DetectorUnavailable
 from webapp.detection.base import Window
 from webapp.detection.features import Profile
 from webapp.detection.features import window_features
@@ -126,8 +127,6 @@ class IsolationForestDetector(Detector):
     def score_one(self, window: Window) -> float:
         values = window.array[-self.window_size:]
         if len(values) < self.window_size:
-            from webapp.detection.vote import DetectorUnavailable
-
             raise DetectorUnavailable(f"needs {self.window_size} readings, has {len(values)}")
         return float(self._raw_scores(window_features(values[None, :], self.profile_))[0])
 

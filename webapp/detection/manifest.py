@@ -1,9 +1,10 @@
 """The model manifest (``serving/models/manifest.json``): which version of each learned
 detector is live, its calibrated threshold, window size and sensor profile.
 
-The training script writes it; the web tier reads it once per worker and asks the model server
-for exactly the version listed, so a score is always judged by the threshold calibrated for
-the model that produced it, even while TF Serving holds two versions during a rollout.
+Training writes it (`offline.manifest`); the web tier reads it once per worker and asks the
+model server for exactly the version listed, so a score is always judged by the threshold
+calibrated for the model that produced it, even while TF Serving holds two versions during a
+rollout.
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webapp.detection.features import Profile
+from webapp.inference.signature import SERVED_MODELS
 
 MANIFEST = "manifest.json"
-LEARNED = ("isolation_forest", "autoencoder", "lstm")  # the detectors with model artefacts
+LEARNED = ("isolation_forest", *SERVED_MODELS)  # the detectors with model artefacts
 CALIBRATED = (*LEARNED, "context")  # every detector whose threshold the manifest holds
 PANEL = ("physical", *CALIBRATED)  # every detector of the panel, in ballot order: the one list
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -64,15 +66,3 @@ def load_manifest(models_dir: str | Path) -> dict[str, ModelEntry]:
         }
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ManifestError(f"cannot read the model manifest {path}: {exc}") from exc
-
-
-def write_manifest(models_dir: str | Path, entries: dict[str, dict], training: dict) -> Path:
-    """Write the manifest: the new live entries, and the previous ones kept as history."""
-    path = Path(models_dir) / MANIFEST
-    history = []
-    if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        history = old.get("history", []) + [{"models": old.get("models", {}), "training": old.get("training", {})}]
-    body = {"format": 1, "models": entries, "training": training, "history": history[-10:]}
-    path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path

@@ -1,20 +1,19 @@
-"""The Keras networks of the learned detectors, and how they are trained and exported.
+"""The Keras networks of the learned detectors, and how they are trained (`ServedDetector.fit`).
 
-Imported only where TensorFlow is wanted (training, evaluation, the in-process backend's
-tests). Each served model takes raw windows (input ``window``, shape ``[n, W]``, float32),
+Imported only where TensorFlow is wanted (training, evaluation, tests; never by a serving
+worker, which scores the exported SavedModels); `offline.export` writes them for serving.
+Each served model takes raw windows (input ``window``, shape ``[n, W]``, float32),
 standardises them with its sensor profile inside the graph, and answers one anomaly score per
 window (output ``output_0``), so every backend judges the same raw window identically.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from webapp.detection.features import Profile
 from webapp.detection.features import prepare
-from webapp.inference.inprocess import INPUT_KEY
 from webapp.inference.inprocess import import_tensorflow
+from webapp.inference.signature import INPUT_KEY
 
 
 def _keras(seed: int):
@@ -73,37 +72,3 @@ def fit_network(kind: str, windows: np.ndarray, profile: Profile, units: int, ep
     callbacks = [progress] if progress is not None else []
     train.fit(inputs, targets, epochs=epochs, batch_size=64, shuffle=True, verbose=0, callbacks=callbacks)
     return train, scorer
-
-
-def export(scorer, path: str | Path) -> Path:
-    """Write the scoring model as a SavedModel for TF Serving (``serving_default`` signature)."""
-    path = Path(path)
-    scorer.export(str(path), format="tf_saved_model", verbose=False)
-    return path
-
-
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
-
-
-def write_warmup(path: str | Path, model_name: str, window_size: int, requests: int = 8) -> Path:
-    """TF Serving's warm-up records for an export: ``assets.extra/tf_serving_warmup_requests``.
-
-    TF Serving replays them when it loads the version (``--enable_model_warmup``), so the
-    first real request of a new version does not pay for graph initialisation. Each record is
-    a ``PredictionLog`` with one ``serving_default`` request of a [1, `window_size`] window.
-    """
-    import tensorflow as tf
-    from tensorflow_serving.apis import model_pb2
-    from tensorflow_serving.apis import predict_pb2
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    target = Path(path) / WARMUP_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(target)) as writer:
-        for row in np.linspace(-1.0, 1.0, requests * window_size, dtype=np.float32).reshape(requests, window_size):
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-            request.inputs["window"].CopyFrom(tf.make_tensor_proto(row[None, :]))
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
-    return target

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from webapp.detection.base import Detector
+from webapp.detection.base import DetectorUnavailable
 from webapp.detection.base import Window
 from webapp.detection.features import Profile
-from webapp.detection.vote import DetectorUnavailable
 from webapp.inference.errors import InferenceError
 
 

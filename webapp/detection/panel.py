@@ -77,7 +77,7 @@ def build_panel(settings: Settings, backend=None) -> Panel:
     settings
         Names the manifest folder, the inference backend and the overrides.
     backend
-        The inference backend of the served models; by default `make_backend(settings)`.
+        The inference backend of the served models; by default `make_backend` with the manifest's folder.
     """
     voters = [Voter(PhysicalRule(settings.detection.limits_for), PHYSICAL_THRESHOLD)]
     try:
@@ -88,7 +88,7 @@ def build_panel(settings: Settings, backend=None) -> Panel:
     if backend is None:
         from webapp.inference import make_backend
 
-        backend = make_backend(settings)
+        backend = make_backend(settings, resolve_models_dir(settings.inference.models_dir))
     centers = [e.profile.center for e in entries.values()]
     detection = settings.detection
     follower = DriftFollower(centers[0], detection.drift_tau, detection.window_size) if centers else None

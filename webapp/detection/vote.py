@@ -14,6 +14,7 @@ from dataclasses import field
 from dataclasses import replace
 
 from webapp.detection.base import Detector
+from webapp.detection.base import DetectorUnavailable
 from webapp.detection.base import Window
 from webapp.detection.drift import DriftFollower
 from webapp.detection.peaks import SPAN
@@ -44,10 +45,6 @@ class Ballot:
         if self.reason:
             body["reason"] = self.reason
         return body
-
-
-class DetectorUnavailable(Exception):
-    """Raised by a detector that cannot answer now; its voter abstains."""
 
 
 class Voter:

@@ -1,10 +1,12 @@
 """Inference backends for the learned detectors: TF Serving over gRPC or REST, or in process.
 
-`make_backend(settings)` builds the configured one, wrapped with one retry and a circuit
-breaker. Every backend has ``predict(model, windows, version=None) -> scores`` and ``close()``;
+`make_backend(settings, models_dir)` builds the configured one, wrapped with one retry and a
+circuit breaker. Every backend has ``predict(model, windows, version=None) -> scores`` and ``close()``;
 only the in-process backend imports TensorFlow, and only when it first predicts.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 from webapp.inference.resilience import CircuitBreaker
 from webapp.inference.resilience import Resilient
@@ -15,8 +17,12 @@ def backend_kind(settings) -> str:
     return settings.inference.inference_backend or ("grpc" if settings.inference.serving_host else "inprocess")
 
 
-def make_backend(settings) -> Resilient:
-    """The backend `settings` ask for, with retry and circuit breaker. Connects lazily."""
+def make_backend(settings, models_dir: str | Path) -> Resilient:
+    """The backend `settings` ask for, with retry and circuit breaker. Connects lazily.
+
+    `models_dir` is where the in-process backend finds the SavedModels, resolved by the caller
+    (`webapp.detection.manifest.resolve_models_dir`); the remote backends ignore it.
+    """
     kind = backend_kind(settings)
     host = settings.inference.serving_host or "127.0.0.1"
     if kind == "grpc":
@@ -29,8 +35,7 @@ def make_backend(settings) -> Resilient:
         backend = RestBackend(f"http://{host}:{settings.inference.serving_rest_port}",
                               settings.inference.inference_timeout_s)
     else:
-        from webapp.detection.manifest import resolve_models_dir
         from webapp.inference.inprocess import InProcessBackend
 
-        backend = InProcessBackend(resolve_models_dir(settings.inference.models_dir))
+        backend = InProcessBackend(models_dir)
     return Resilient(backend, CircuitBreaker(settings.inference.breaker_failures, settings.inference.breaker_reset_s))

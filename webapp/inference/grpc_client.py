@@ -19,9 +19,9 @@ from webapp.inference.errors import InputRejected
 from webapp.inference.errors import ModelNotFound
 from webapp.inference.errors import ServingTimeout
 from webapp.inference.errors import ServingUnavailable
-from webapp.inference.inprocess import INPUT_KEY
-from webapp.inference.inprocess import OUTPUT_KEY
-from webapp.inference.inprocess import SIGNATURE
+from webapp.inference.signature import INPUT_KEY
+from webapp.inference.signature import OUTPUT_KEY
+from webapp.inference.signature import SIGNATURE
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"

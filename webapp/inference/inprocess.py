@@ -15,12 +15,11 @@ import numpy as np
 from webapp.inference.errors import InferenceError
 from webapp.inference.errors import InputRejected
 from webapp.inference.errors import ModelNotFound
+from webapp.inference.signature import INPUT_KEY
+from webapp.inference.signature import OUTPUT_KEY
+from webapp.inference.signature import SIGNATURE
 
 log = logging.getLogger(__name__)
-
-INPUT_KEY = "window"
-OUTPUT_KEY = "output_0"
-SIGNATURE = "serving_default"
 
 _cache: dict[str, object] = {}
 _cache_lock = threading.Lock()

@@ -17,7 +17,7 @@ from webapp.inference.errors import InputRejected
 from webapp.inference.errors import ModelNotFound
 from webapp.inference.errors import ServingTimeout
 from webapp.inference.errors import ServingUnavailable
-from webapp.inference.inprocess import SIGNATURE
+from webapp.inference.signature import SIGNATURE
 
 _STATUS = {400: InputRejected, 404: ModelNotFound, 429: ServingUnavailable, 503: ServingUnavailable,
            504: ServingTimeout}

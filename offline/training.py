@@ -21,18 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
+from offline.export import export
+from offline.export import write_warmup
+from offline.manifest import write_manifest
 from webapp.detection.base import as_windows
 from webapp.detection.context import ContextDetector
 from webapp.detection.iforest import IsolationForestDetector
 from webapp.detection.manifest import LEARNED
-from webapp.detection.manifest import write_manifest
-from webapp.detection.networks import export
-from webapp.detection.networks import write_warmup
 from webapp.detection.neural import AutoencoderDetector
 from webapp.detection.neural import LSTMDetector
-from webapp.inference.inprocess import INPUT_KEY
-from webapp.inference.inprocess import OUTPUT_KEY
 from webapp.inference.inprocess import InProcessBackend
+from webapp.inference.signature import INPUT_KEY
+from webapp.inference.signature import OUTPUT_KEY
 
 NETWORKS = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}
 SERVED_MODELS = ("autoencoder", "lstm")
