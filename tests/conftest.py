@@ -254,7 +254,8 @@ class ServedWebTier:
         self.app = create_app(settings)
         self._warm_up()
         self.recorder = Recorder(self.app if not delay_s else self._slowly(self.app, delay_s))
-        self.slowed: list[str] = []  # the paths of the requests `delay_s` slowed
+        self.slowed: list[str] = []  # the paths of the requests `delay_s` slowed, as they arrive
+        self.slowly_answered: list[str] = []  # and once answered
         self.port = free_port()
         self.family = family  # this tier and its replicas: one Redis namespace
         self.family.append(self)
@@ -272,7 +273,9 @@ class ServedWebTier:
         def slow(environ, start_response):
             self.slowed.append(environ["PATH_INFO"])
             time.sleep(delay_s)
-            return app(environ, start_response)
+            answer = app(environ, start_response)
+            self.slowly_answered.append(environ["PATH_INFO"])
+            return answer
         return slow
 
     @property

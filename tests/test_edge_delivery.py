@@ -72,15 +72,14 @@ def test_a_slow_replica_is_left_within_the_timeout(tmp_path, web_tier):
     slow = web_tier.replica(delay_s=2.0)
     with Harness(tmp_path, [slow.url, web_tier.url], period=0.5) as h:
         h.delivery.submit(_doc(1))
-        wait_until(lambda: web_tier.count() == 1, 10, "stored through the fast replica")
-        assert [s.doc["round"] for s in web_tier.recorder.stored] == [1]  # the fast one stored it
+        wait_until(lambda: len(web_tier.recorder.stored) == 1, 10, "stored through the fast replica")
         h.delivery.submit(_doc(2))
-        wait_until(lambda: web_tier.count() == 2, 10, "the next one stored")
-    assert [s.doc["round"] for s in web_tier.recorder.stored] == [1, 2]  # straight to the fast replica
-    store = web_tier.app.extensions["store"]
-    wait_until(lambda: store.group_state("g1").get("duplicates") == 1, 10, "the slow replica's late copy")
-    assert _rounds(web_tier) == [1, 2] and slow.recorder.stored == []  # the late copy: a duplicate, not stored
+        wait_until(lambda: len(web_tier.recorder.stored) == 2, 10, "the next one stored")
+    assert [s.doc["round"] for s in web_tier.recorder.stored] == [1, 2]  # both by the fast replica
     assert slow.slowed == ["/api/v1/readings"]  # round 2 went straight to the fast replica
+    wait_until(lambda: slow.slowly_answered, 10, "the slow replica to answer its late copy of round 1")
+    assert slow.recorder.stored == [] and _rounds(web_tier) == [1, 2]  # the late copy: a duplicate
+    assert web_tier.app.extensions["store"].group_state("g1")["duplicates"] >= 1
 
 
 def test_outage_spools_then_replays_each_round_once_in_order(tmp_path, web_tier):
@@ -92,8 +91,8 @@ def test_outage_spools_then_replays_each_round_once_in_order(tmp_path, web_tier)
         web_tier.start()
         wait_until(lambda: web_tier.count() == 20 and not h.delivery.backlog(), 20, "replay finished")
     assert _rounds(web_tier) == list(range(20))
-    assert [s.doc["round"] for s in web_tier.stored] == list(range(20))  # each answered 201 once
-    assert web_tier.app.extensions["store"].group_state("g1").get("duplicates", 0) == 0
+    # Each answered 201 once (a retry after a slow answer is answered 200: a duplicate, not stored).
+    assert [s.doc["round"] for s in web_tier.stored] == list(range(20))
 
 
 def test_stale_epoch_is_dropped_and_reported(tmp_path, web_tier):
