@@ -10,6 +10,7 @@ Read first: `harness.process` (ports, PIDs, `ServerProcess`, `wait_until`), then
 (the ``make up`` launcher built on them). Then, as needed: `harness.redis_topology` (Redis
 with Sentinel), `harness.faults` (edge processes, a black-hole proxy, the invariant checker),
 `harness.drill` (the edge fault drill), `harness.tfserving_standin` (TF Serving's protocols
-over the real SavedModels), `harness.fuzz` (``make fuzz``'s hostile requests and checks) and
-`harness.swarm` (``make swarm-up``: docker-stack.yml on a private single-node Swarm).
+over the real SavedModels), `harness.fuzz` (``make fuzz``'s hostile requests and checks),
+`harness.swarm` (``make swarm-up``: docker-stack.yml on a private single-node Swarm) and
+`harness.grafana` (the Grafana dashboards ``scripts/grafana_dashboards.py`` writes).
 """

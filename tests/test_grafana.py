@@ -24,7 +24,7 @@ import redis
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from scripts import grafana_dashboards
+from harness.grafana import render as render_dashboards
 from tests.deploy_files import promtool_path
 from webapp import create_app
 from webapp import metrics
@@ -125,10 +125,10 @@ def test_dashboard_uids_are_unique():
 
 def test_dashboards_are_what_the_generator_writes():
     """The JSON is generated (thresholds come from the manifest): edit the generator, rerun it."""
-    for name, text in grafana_dashboards.render().items():
+    for name, text in render_dashboards().items():
         committed = GRAFANA / "dashboards" / name
         assert committed.read_text(encoding="utf-8") == text, f"run: python -m scripts.grafana_dashboards ({name})"
-    assert {p.name for p in DASHBOARDS} == set(grafana_dashboards.render())
+    assert {p.name for p in DASHBOARDS} == set(render_dashboards())
 
 
 def test_score_panels_draw_the_thresholds_the_detectors_vote_with():
