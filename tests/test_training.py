@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from google.protobuf import text_format
 
 from edge.simulator import TemperatureSimulator
+from offline.sources import training_series
 from offline.training import TrainingPlan
 from offline.training import calibrate
 from offline.training import train_detectors
-from scripts import train
 from webapp.config import Settings
 from webapp.detection import build_panel
 from webapp.detection.base import Window
@@ -19,6 +22,7 @@ from webapp.detection.manifest import CALIBRATED
 from webapp.detection.manifest import load_manifest
 from webapp.inference.signature import SERVED_MODELS
 
+ROOT = Path(__file__).resolve().parents[1]
 PLAN = TrainingPlan(epochs=2, units=8, n_estimators=20, seed=5)
 
 
@@ -107,13 +111,16 @@ def test_thresholds_are_calibrated_on_blocks_spread_over_the_series():
     assert not set(fit[:, -1]) & set(test[:, -1])
 
 
-def test_cli_trains_from_a_csv(tmp_path, series, capsys):
+def test_cli_trains_from_a_csv(tmp_path, series):
     data = tmp_path / "normal.csv"
     data.write_text("timestamp;temp\n" + "".join(f"{i};{v}\n" for i, v in enumerate(series[:900])))
-    code = train.main(["--csv", str(data), "--value-column", "temp", "--models-dir", str(tmp_path / "m"),
-                       "--epochs", "1", "--units", "4", "--seed", "2"])
-    assert code == 0
-    assert "lstm: version 1" in capsys.readouterr().out
+    values, source = training_series(str(data), "temp", None, 0, 0)
+    assert source == "csv:normal.csv:temp" and np.allclose(values, series[:900])
+    run = subprocess.run([sys.executable, "-m", "scripts.train", "--csv", str(data), "--value-column", "temp",
+                          "--models-dir", str(tmp_path / "m"), "--epochs", "1", "--units", "4", "--seed", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "lstm: version 1" in run.stdout
     assert json.loads((tmp_path / "m" / "manifest.json").read_text())["training"]["source"] == "csv:normal.csv:temp"
 
 

@@ -1,0 +1,78 @@
+"""Where training reads its normal readings, and how it shows its progress.
+
+Three sources, each a 1-D array of readings in time order with a label recorded in the manifest
+(``training.source``): the built-in simulator, one column of a CSV file, or a sensor's history
+in Redis as the web tier stored it. `keras_progress` draws a bar per network on stderr.
+``scripts/train.py`` is the command line over these and `offline.training.train_detectors`.
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def simulator_series(readings: int, seed: int) -> np.ndarray:
+    """Normal readings of the built-in simulator, one per second."""
+    from edge.simulator import TemperatureSimulator
+
+    return TemperatureSimulator(seed=seed).series(readings)[1]
+
+
+def csv_series(path: str, column: str) -> np.ndarray:
+    """One numeric column of a CSV file (``,`` or ``;`` separated), in file order."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        dialect = csv.Sniffer().sniff(handle.read(4096), delimiters=",;")
+        handle.seek(0)
+        reader = csv.DictReader(handle, dialect=dialect)
+        if column not in (reader.fieldnames or []):
+            raise SystemExit(f"train: column {column!r} not in {path} (columns: {reader.fieldnames})")
+        return np.array([float(row[column]) for row in reader if row[column] not in ("", None)])
+
+
+def redis_series(sensor: str, count: int) -> np.ndarray:
+    """The newest `count` readings of `sensor` stored by the web tier (REDIS_URL/REDIS_HOST)."""
+    import redis
+
+    from webapp.config import Settings
+    from webapp.storage import Store
+
+    settings = Settings.from_env()
+    store = Store(redis.Redis.from_url(settings.storage.redis_url), settings)
+    return np.array([value for _, value in store.read_range(sensor, "-", "+", count, latest=True)])
+
+
+def training_series(csv_path: str | None, value_column: str, sensor: str | None, readings: int,
+                    seed: int) -> tuple[np.ndarray, str]:
+    """The readings to train on and their source label: the CSV column if `csv_path`, else the
+    sensor's Redis history if `sensor`, else `readings` simulated with `seed`."""
+    if csv_path:
+        return csv_series(csv_path, value_column), f"csv:{Path(csv_path).name}:{value_column}"
+    if sensor:
+        return redis_series(sensor, readings), f"redis:{sensor}"
+    return simulator_series(readings, seed), f"simulator:seed={seed}"
+
+
+def keras_progress(stage: str, epochs: int):
+    """A tqdm bar over the epochs of one network (None for stages that are not networks)."""
+    from tqdm import tqdm
+
+    if stage == "isolation_forest":
+        print("training isolation_forest", file=sys.stderr)
+        return None
+    import keras
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=epochs, desc=f"training {stage}", unit="epoch", file=sys.stderr)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.4f}")
+            self.bar.update(1)
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochBar()
