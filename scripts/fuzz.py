@@ -18,35 +18,10 @@ status 1 on any violation. The generator and the checks are in `harness.fuzz`.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 from typing import Sequence
 
-import redis
-
-from harness.fuzz import fuzz
-
-FLOOD_MAX_SENSORS = 100  # MAX_SENSORS of make fuzz's own stack, so the sensor flood reaches it
-
-
-def start_stack(state_dir: Path, workers: int) -> tuple[list, dict[str, str], int]:
-    """A private stack on free ports (no edge nodes: their aggregates would change Redis between
-    a rejected request and the check), its web tier with ``MAX_SENSORS=FLOOD_MAX_SENSORS``."""
-    from harness.process import free_ports
-    from harness.stack.config import StackConfig
-    from harness.stack.launcher import start_services
-
-    ports = free_ports(11)
-    config = StackConfig(state_dir=state_dir, zk_ports=tuple(ports[0:3]), zk_peer_ports=tuple(ports[3:6]),
-                         zk_election_ports=tuple(ports[6:9]), redis_port=ports[9], web_port=ports[10],
-                         web_workers=workers, services=("zookeeper", "redis", "web"))
-    config.log_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["MAX_SENSORS"] = str(FLOOD_MAX_SENSORS)  # the services start from this environment
-    services, exports = start_services(config)
-    return services, exports, config.redis_port
+from harness.fuzz.campaign import campaign
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,39 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--zk-root", default="/aeroguard", help="its ZK_ROOT")
     parser.add_argument("--max-sensors", type=int, help="its MAX_SENSORS (with --url), for the sensor-flood check")
     args = parser.parse_args(argv)
-    services: list = []
-    zk = None
-    report = None
-    try:
-        if args.url:
-            url, redis_url, zk_hosts, max_sensors = args.url, args.redis_url, args.zk, args.max_sensors
-        else:
-            print("==> starting a private stack on free ports", flush=True)
-            state_dir = Path(tempfile.mkdtemp(prefix="aeroguard-fuzz-"))
-            services, exports, redis_port = start_stack(state_dir, args.workers)
-            url, zk_hosts, max_sensors = exports["WEB_URL"], exports["ZK_HOSTS"], FLOOD_MAX_SENSORS
-            redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        if zk_hosts:
-            from kazoo.client import KazooClient
-
-            zk = KazooClient(hosts=zk_hosts)
-            zk.start(timeout=30)
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
-        print(f"==> {args.requests} requests (seed {args.seed}) against {url}", flush=True)
-        report = fuzz(url, client, args.prefix, args.requests, args.seed, zk=zk, zk_root=args.zk_root,
-                      max_sensors=max_sensors)
-        client.close()
-    finally:
-        if zk is not None:
-            zk.stop()
-            zk.close()
-        if services:
-            from harness.stack.launcher import stop_services
-            stop_services(services)
-            if report is not None and not report.violations:
-                shutil.rmtree(state_dir, ignore_errors=True)
-            else:
-                print(f"stack logs kept in {state_dir / 'logs'}")
+    report = campaign(args.requests, args.seed, args.prefix, url=args.url, redis_url=args.redis_url,
+                      zk_hosts=args.zk, zk_root=args.zk_root, max_sensors=args.max_sensors,
+                      workers=args.workers)
     print(report.summary())
     for violation in report.violations[:20]:
         print(f"  VIOLATION {violation}")

@@ -1,7 +1,8 @@
 """Hostile-input fuzzing of the web tier over HTTP (`make fuzz`, `scripts/fuzz.py`).
 
 `harness.fuzz.attacks` makes the requests (a seeded `Generator`); `harness.fuzz.checks` sends
-them and checks each answer against Redis (`fuzz`). Importing a module starts nothing.
+them and checks each answer against Redis (`fuzz`); `harness.fuzz.campaign` runs one against a
+given or a private stack. Importing a module starts nothing.
 """
 from __future__ import annotations
 
