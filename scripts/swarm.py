@@ -13,86 +13,17 @@ and advertise address).
 Images are built from Debian packages (no registry here): a debootstrap'ed base image, then
 every image of the stack FROM it (docs/deploy.md, "Local swarm"). `deploy/swarm-local.yml` is
 the one override: the images that cannot be had here, and CPU reservations a 2-core machine
-can hold. The steps themselves are in `harness.swarm` (engine, images, deploy).
+can hold. The steps themselves are in `harness.swarm` (engine, images, deploy, lifecycle).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 
-from harness.process import ROOT
-from harness.swarm.deploy import STACK
-from harness.swarm.deploy import STACK_FILES
-from harness.swarm.deploy import WEB_URL
-from harness.swarm.deploy import create_secrets
-from harness.swarm.deploy import deploy
-from harness.swarm.deploy import wait_converged
-from harness.swarm.engine import SECRETS_DIR
 from harness.swarm.engine import SOCKET
-from harness.swarm.engine import STATE
-from harness.swarm.engine import Engine
 from harness.swarm.engine import SwarmError
-from harness.swarm.engine import info
-from harness.swarm.engine import say
-from harness.swarm.images import BASE_IMAGE
-from harness.swarm.images import build_base_image
-from harness.swarm.images import build_images
-
-
-def up() -> int:
-    engine = Engine()
-    timings = {}
-    t0 = time.monotonic()
-    say(f"engine (DOCKER_HOST=unix://{engine.socket})")
-    timings["engine start"] = engine.start()
-    engine.swarm_init()
-    say(f"base image {BASE_IMAGE} (debootstrap)")
-    timings["base image"] = build_base_image(engine)
-    say("images (BuildKit, nice -n 10)")
-    t = time.monotonic()
-    images = build_images(engine)
-    timings["images"] = time.monotonic() - t
-    say("secrets")
-    create_secrets(engine)
-    say(f"docker stack deploy {STACK} ({' + '.join(p.relative_to(ROOT).as_posix() for p in STACK_FILES)})")
-    deploy(engine, images)
-    say("waiting for every service to converge")
-    timings["convergence"] = wait_converged(engine)
-    timings["total"] = time.monotonic() - t0
-    say("AeroGuard is up on the local swarm")
-    info(f"API and dashboard: {WEB_URL}  (self-signed: curl --cacert {SECRETS_DIR / 'aeroguard_tls_certificate'})")
-    info(f"API key: {SECRETS_DIR / 'aeroguard_api_keys'}; admin key: {SECRETS_DIR / 'aeroguard_admin_keys'}")
-    info(f"docker CLI: export DOCKER_HOST=unix://{engine.socket}")
-    info("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    return 0
-
-
-def down() -> int:
-    engine = Engine()
-    if engine.pid() is None or not engine.answers():
-        say("no engine of ours is running: nothing to remove")
-        return 0
-    say(f"docker stack rm {STACK}")
-    engine.docker("stack", "rm", STACK, check=False)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        left = engine.docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={STACK}").stdout.split()
-        if not left:
-            break
-        time.sleep(1)
-    label = f"label=com.docker.stack.namespace={STACK}"
-    volumes = engine.docker("volume", "ls", "-q", "--filter", label).stdout.split()
-    if volumes:
-        engine.docker("volume", "rm", *volumes, check=False)
-        info(f"{len(volumes)} volumes removed")
-    say("docker swarm leave --force")
-    engine.docker("swarm", "leave", "--force", check=False)
-    engine.docker("network", "rm", "docker_gwbridge", check=False)
-    say("stopping the engine swarm-up started")
-    engine.stop()
-    info(f"images stay cached in {STATE / 'data'} (rm -rf {STATE} to drop them)")
-    return 0
+from harness.swarm.lifecycle import down
+from harness.swarm.lifecycle import up
 
 
 def main(argv: list[str] | None = None) -> int:

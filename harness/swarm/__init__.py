@@ -2,7 +2,8 @@
 
 Read `harness.swarm.engine` first (the engine this starts and stops by PID, and the docker
 client pointed at it and only at it), then `harness.swarm.images` (the images, built from
-Debian packages) and `harness.swarm.deploy` (secrets, `docker stack deploy`, convergence).
+Debian packages) and `harness.swarm.deploy` (secrets, `docker stack deploy`, convergence);
+`harness.swarm.lifecycle` puts them together (`up`, `down`).
 Importing a module starts nothing.
 """
 from __future__ import annotations
