@@ -18,13 +18,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.bench import paced
 from harness.detectar_profile import HEADERS
 from harness.detectar_profile import backends
 from harness.detectar_profile import profile_detectar
 from harness.process import ROOT
 from harness.process import free_ports
 from harness.process import wait_until
-from scripts.bench import paced
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:

@@ -158,3 +158,31 @@ def test_a_web_worker_with_a_remote_backend_loads_neither_offline_nor_tensorflow
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+
+def scripts_imports(source: str) -> list[str]:
+    """The ``scripts`` modules `source` imports (running ``python -m scripts.x`` is not importing)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.append(node.module)
+    return [name for name in found if name == "scripts" or name.startswith("scripts.")]
+
+
+def test_scripts_imports_finds_imports_not_commands():
+    source = ("import os\nfrom scripts import train\nimport scripts.bench as b\nfrom . import scripts\n"
+              "def f():\n    from scripts.soak import main\n"
+              "run = ['python', '-m', 'scripts.fuzz']\n")
+    assert scripts_imports(source) == ["scripts", "scripts.bench", "scripts.soak"]
+
+
+def test_scripts_are_entry_points_that_nothing_imports():
+    """scripts/ holds thin command lines over the libraries: the tests run them as subprocesses,
+    and no test, library module or other script imports one (issue 13)."""
+    files = [*sorted((ROOT / "tests").rglob("*.py")), *MODULES.values()]
+    wrong = {str(path.relative_to(ROOT)): names for path in files
+             if (names := scripts_imports(path.read_text(encoding="utf-8")))}
+    assert wrong == {}
