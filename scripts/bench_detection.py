@@ -12,47 +12,14 @@ costs the web worker: CPU, Redis round trips and cProfile's hottest functions
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
-import subprocess
 import sys
-from pathlib import Path
 
 from harness.bench import paced
 from harness.detectar_profile import HEADERS
 from harness.detectar_profile import backends
 from harness.detectar_profile import profile_detectar
-from harness.process import ROOT
-from harness.process import free_ports
-from harness.process import wait_until
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path, headers=HEADERS)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def judged_fully(port: int) -> bool:
-    try:
-        status, body = get(port, "/detectar?dato=20.0&sensor=warmup")
-    except OSError:
-        return False
-    return status in (200, 201) and not json.loads(body)["degraded"]
-
-
-def worker_rss(master_pid: int) -> list[tuple[int, float, bool]]:
-    pids = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
-    out = []
-    for pid in map(int, pids):
-        status = Path(f"/proc/{pid}/status").read_text()
-        rss = int(status.split("VmRSS:")[1].split()[0]) / 1024
-        out.append((pid, rss, "libtensorflow" in Path(f"/proc/{pid}/maps").read_text()))
-    return out
+from harness.served_web import served_web
+from harness.served_web import worker_rss
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,21 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"wall {found['wall_ms_median']:.2f} ms median ({found['wall_ms_p99']:.2f} p99), "
                   f"{found['round_trips']:.2f} Redis round trips per request")
             return 0
-        web_port, = free_ports(1)
-        web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{web_port}", "--workers", str(args.workers),
-             "webapp:create_app()"], cwd=ROOT, env=web_env,
-            stdout=open(tmp / "web.log", "w"), stderr=subprocess.STDOUT)
-        try:
-            try:
-                wait_until(lambda: judged_fully(web_port), 180, "/detectar with no detector degraded")
-            except Exception:
-                for log in ("standin.log", "web.log"):
-                    print(f"--- {log}", (tmp / log).read_text()[-2000:], file=sys.stderr)
-                raise
-            for _ in range(20):
-                get(web_port, "/detectar?dato=20.0&sensor=warmup")
-            for pid, rss, tf in worker_rss(web.pid):
+        with served_web(web_env, tmp, args.workers) as (web_port, master_pid):
+            for pid, rss, tf in worker_rss(master_pid):
                 print(f"worker {pid}: RSS {rss:.1f} MiB, TensorFlow mapped: {tf}")
             load = paced(f"127.0.0.1:{web_port}",
                          lambda client, n: f"/detectar?dato={20 + 0.01 * (n % 7)}&sensor=b{client % 4}",
@@ -96,9 +50,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"n={load['requests']} "
                   f"p50={load['p50_ms']:.2f} ms p99={load['p99_ms']:.2f} ms max={load['max_ms']:.1f} ms "
                   f"errors={load['errors']}")
-        finally:
-            web.terminate()
-            web.wait(timeout=15)
     return 0
 
 
