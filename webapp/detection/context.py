@@ -33,10 +33,19 @@ def robust_deviation(values: np.ndarray, tail: int, context: int, floor: float) 
     >>> round(robust_deviation(np.array([1.0, 3.0, 1.0, 3.0, 2.0, 9.0]), tail=1, context=5, floor=0.1), 3)
     4.721
     """
-    ref = values[:-tail][-context:]
-    median = float(np.median(ref))
-    spread = max(MAD_TO_STD * float(np.median(np.abs(ref - median))), floor)
+    median, spread = robust_center(values[:-tail][-context:], floor)
     return abs(float(values[-tail:].mean()) - median) / spread
+
+
+def robust_center(ref: np.ndarray, floor: float) -> tuple[float, float]:
+    """The median of `ref` and its spread: the median absolute deviation scaled to a standard
+    deviation, at least `floor`.
+
+    >>> robust_center(np.array([1.0, 2.0, 3.0]), floor=0.1)
+    (2.0, 1.4826)
+    """
+    median = float(np.median(ref))
+    return median, max(MAD_TO_STD * float(np.median(np.abs(ref - median))), floor)
 
 
 class ContextDetector(Detector):
@@ -104,6 +113,21 @@ class ContextDetector(Detector):
         if len(values) < self.min_context + self.tail:
             raise DetectorUnavailable(f"needs {self.min_context + self.tail} readings, has {len(values)}")
         return robust_deviation(values, self.tail, self.context, self.floor * self.profile_.scale)
+
+    def deviations(self, window: Window, last: int) -> np.ndarray | None:
+        """Each of the newest `last` readings' robust deviation from the median of the context
+        before them (None while that context is shorter than `min_context`): the yardstick of
+        `webapp.detection.excursion`.
+
+        >>> detector = ContextDetector(context=6, min_context=4).fit(np.array([[0.0, 1.0, 2.0]]))
+        >>> detector.deviations(Window((1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 9.0, 1.5), tuple(range(8))), 2).round(2).tolist()
+        [10.12, 0.0]
+        """
+        values = window.array[-(self.context + last):]
+        if len(values) < self.min_context + last:
+            return None
+        median, spread = robust_center(values[:-last], self.floor * self.profile_.scale)
+        return np.abs(values[-last:] - median) / spread
 
     def score_series(self, values: np.ndarray) -> np.ndarray:
         """The score of every reading of a series judged with the readings before it (NaN while

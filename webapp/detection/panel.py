@@ -64,7 +64,7 @@ class ConcurrentPanel(Panel):
                    for i, v in enumerate(self.voters) if v.name in self.remote}
         ballots = [pending[i].result() if i in pending else v.ballot(seen[i], bars[i])
                    for i, v in enumerate(self.voters)]
-        return self._decide(ballots, level)
+        return self._decide(ballots, level, window)
 
 SERVED = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}
 

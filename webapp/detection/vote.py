@@ -17,6 +17,8 @@ from webapp.detection.base import Detector
 from webapp.detection.base import DetectorUnavailable
 from webapp.detection.base import Window
 from webapp.detection.drift import DriftFollower
+from webapp.detection.excursion import SETTLE
+from webapp.detection.excursion import ended
 from webapp.detection.peaks import SPAN
 from webapp.detection.peaks import RecentPeaks
 from webapp.detection.peaks import adaptive
@@ -107,10 +109,17 @@ class Decision:
     votes: int
     degraded: tuple[str, ...] = field(default=())
     reference: float | None = None  # the sensor's reference level the learned detectors judged against
+    excursion_ended: bool = False  # a quorum agreed, on a window whose excursion is over (`webapp.detection.excursion`)
 
     @property
     def anomaly(self) -> bool:
         return self.verdict == "critical"
+
+    @property
+    def agreed(self) -> bool:
+        """Whether a quorum voted (critical, or a warning only because the excursion ended): such
+        a reading is part of a fault, so it teaches the reference level and the peaks nothing."""
+        return self.votes >= self.required
 
     @property
     def level(self) -> int:
@@ -125,6 +134,7 @@ class Decision:
             "degraded": list(self.degraded),
             "model_versions": {b.detector: b.version for b in self.ballots if b.version},
             "reference_level": self.reference,
+            "excursion_ended": self.excursion_ended,
         }
 
 
@@ -146,7 +156,8 @@ def decide(ballots: Sequence[Ballot], required: int) -> Decision:
 class Panel:
     """The detectors that judge every window, the quorum they need, how the sensor's reference
     level follows slow drift (`follower`; None when no learned detector is live), and how many
-    recent readings a detector's peak spans (`span`, `webapp.detection.peaks`)."""
+    recent readings a detector's peak spans (`span`, `webapp.detection.peaks`). With a context
+    detector on the panel, a critical verdict ends with its excursion (`webapp.detection.excursion`)."""
 
     def __init__(self, voters: Sequence[Voter | Abstainer], required: int, follower: DriftFollower | None = None,
                  span: int = SPAN):
@@ -155,20 +166,21 @@ class Panel:
         self.follower = follower
         self.span = span
         self.adaptive = adaptive(voter.name for voter in self.voters)
+        self.yardstick = next((v for v in self.voters if isinstance(v, Voter) and v.name == "context"), None)
 
     def judge(self, window: Window, level: float | None = None, peaks: RecentPeaks | None = None) -> Decision:
         """Judge `window`; the learned detectors see it moved to the sensor's reference `level`,
         and with `peaks` every detector but the physical rule must beat its recent peak."""
         moved = self.follower.move(window, level) if self.follower else window
         return self._decide([voter.ballot(window if voter.absolute else moved, self._bar(peaks, voter.name, window))
-                             for voter in self.voters], level)
+                             for voter in self.voters], level, window)
 
     def _bar(self, peaks: RecentPeaks | None, name: str, window: Window) -> float | None:
         return peaks.bar(name, window.timestamps[-1]) if peaks is not None and name in self.adaptive else None
 
     def follow(self, level: float | None, window: Window, decision: Decision) -> float | None:
         """The sensor's reference level after `decision` (None: nothing to follow)."""
-        return self.follower.follow(level, window, decision.anomaly) if self.follower else None
+        return self.follower.follow(level, window, decision.agreed) if self.follower else None
 
     def remember(self, peaks: RecentPeaks | None, decision: Decision, now: int | None = None) -> RecentPeaks:
         """The detectors' recent peaks after `decision` on the reading at `now` (ms) (unchanged
@@ -176,13 +188,25 @@ class Panel:
         scored = [b for b in decision.ballots if b.score is not None and b.detector in self.adaptive]
         return (peaks or RecentPeaks(self.span)).after({b.detector: b.score for b in scored},
                                                        {b.detector: b.score > b.threshold for b in scored},
-                                                       decision.anomaly, now)
+                                                       decision.agreed, now)
 
-    def _decide(self, ballots: list[Ballot], level: float | None) -> Decision:
+    def _decide(self, ballots: list[Ballot], level: float | None, window: Window) -> Decision:
         decision = decide(ballots, self.required)
+        if decision.anomaly and self._excursion_ended(window):
+            decision = replace(decision, verdict="warning", excursion_ended=True)
         if self.follower is None:
             return decision
         return replace(decision, reference=self.follower.center if level is None else level)
+
+    def _excursion_ended(self, window: Window) -> bool:
+        """Whether the newest readings have left the excursion in the judged window (the
+        learned detectors' window; always False without a context detector, or while its
+        context is too short)."""
+        if self.yardstick is None:
+            return False
+        judged = self.follower.window if self.follower else 10
+        deviations = self.yardstick.detector.deviations(window, max(judged, SETTLE + 1))
+        return deviations is not None and ended(deviations, self.yardstick.threshold)
 
     def status(self) -> dict[str, str]:
         """Each detector's state: ``ok`` or the reason it abstains."""
