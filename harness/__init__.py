@@ -12,5 +12,8 @@ with Sentinel), `harness.faults` (edge processes, a black-hole proxy, the invari
 `harness.drill` (the edge fault drill), `harness.tfserving_standin` (TF Serving's protocols
 over the real SavedModels), `harness.fuzz` (``make fuzz``'s hostile requests and checks),
 `harness.swarm` (``make swarm-up``: docker-stack.yml on a private single-node Swarm) and
-`harness.grafana` (the Grafana dashboards ``scripts/grafana_dashboards.py`` writes).
+`harness.grafana` (the Grafana dashboards ``scripts/grafana_dashboards.py`` writes). The
+measurements: `harness.bench` (``make bench``), `harness.served_web` and
+`harness.detectar_profile` (``/detectar`` over gunicorn and in process: ``make
+bench-detection``), `harness.soak` (``make soak``) and `harness.backup` (``make backup``).
 """
