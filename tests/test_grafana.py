@@ -1,7 +1,8 @@
 """Grafana checks: every provisioning file and dashboard loads, refers only to what exists, and
 every Redis query of every panel has data after a short demo run through the real web tier.
 
-Grafana cannot run here (PLATFORM.md), so the dashboards are checked statically and each
+Grafana cannot run here (no image for it on this machine: docs/deploy.md), so the dashboards
+are checked statically and each
 ``redis-datasource`` query is run the way the plugin runs it (``TS.MRANGE from to
 [AGGREGATION a b] WITHLABELS FILTER …``, ``XREVRANGE key end start COUNT n``, variable queries
 as CLI commands) against the session Redis, filled by ``/detectar`` readings (one out of range)

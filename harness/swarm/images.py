@@ -113,7 +113,7 @@ def build_image(engine: Engine, tag: str, dockerfile: Path, context: Path, args:
     for key, value in args.items():
         argv += ["--build-arg", f"{key}={value}"]
     if CA_BUNDLE.exists():
-        # pip inside the build trusts this machine's CA (PLATFORM.md); a build secret, not a layer.
+        # pip inside the build trusts this machine's CA (docs/deploy.md); a build secret, not a layer.
         argv += ["--secret", f"id=pip_ca,src={CA_BUNDLE}"]
     argv.append(str(context))
     started = time.monotonic()
