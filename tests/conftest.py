@@ -10,7 +10,6 @@ missing; nothing is skipped. Tests that kill ZooKeeper or Redis nodes use the
 """
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -208,7 +207,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 # is self-contained.
 # ---------------------------------------------------------------------------------------
 
-from harness.drill.web_tier import Recorder  # noqa: E402
+from harness.drill.web_tier import WebTier  # noqa: E402
 from harness.faults.edge_group import EdgeGroup  # noqa: E402
 from harness.faults.event_logs import Stored  # noqa: E402
 from harness.process import wait_until  # noqa: E402
@@ -239,7 +238,7 @@ def client(app):
 WARM_UP_READINGS = 16  # more than a window (WINDOW_SIZE, 10 by default): every detector votes
 
 
-class ServedWebTier:
+class ServedWebTier(WebTier):
     """The real web tier, ``create_app(settings)``, served by werkzeug on a loopback port.
 
     Behind it a `Recorder` (harness/drill/web_tier.py) keeps each aggregate answered 201 and
@@ -250,16 +249,13 @@ class ServedWebTier:
     """
 
     def __init__(self, settings: Settings, family: list[ServedWebTier], delay_s: float = 0.0) -> None:
-        self.settings = settings
-        self.app = create_app(settings)
-        self._warm_up()
-        self.recorder = Recorder(self.app if not delay_s else self._slowly(self.app, delay_s))
         self.slowed: list[str] = []  # the paths of the requests `delay_s` slowed, as they arrive
         self.slowly_answered: list[str] = []  # and once answered
-        self.port = free_port()
+        super().__init__(settings, wrap=(lambda app: self._slowly(app, delay_s)) if delay_s else None)
+        self.settings = settings
+        self._warm_up()
         self.family = family  # this tier and its replicas: one Redis namespace
         self.family.append(self)
-        self._server = None
 
     def _warm_up(self) -> None:
         """Judge full windows of a sensor of its own, as a deployed tier has before the edge
@@ -277,23 +273,6 @@ class ServedWebTier:
             self.slowly_answered.append(environ["PATH_INFO"])
             return answer
         return slow
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ServedWebTier:
-        from werkzeug.serving import make_server
-
-        self._server = make_server("127.0.0.1", self.port, self.recorder, threaded=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def replica(self, delay_s: float = 0.0) -> ServedWebTier:
         return ServedWebTier(self.settings, self.family, delay_s).start()

@@ -49,13 +49,14 @@ class Recorder:
 
 
 class WebTier:
-    """The real web tier (`create_app`) behind a `Recorder`, served by werkzeug; can go down and up."""
+    """The real web tier (`create_app`) behind a `Recorder`, served by werkzeug; can go down and up.
+    `wrap`, if given, wraps the app inside the recorder (a WSGI middleware playing a fault)."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, wrap=None) -> None:
         from webapp import create_app
 
         self.app = create_app(settings)
-        self.recorder = Recorder(self.app)
+        self.recorder = Recorder(wrap(self.app) if wrap else self.app)
         self.port = free_port()
         self._server = None
 
@@ -63,11 +64,13 @@ class WebTier:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self):
+        """Serve on `port` (the same one again after `stop`); returns the tier."""
         from werkzeug.serving import make_server
 
         self._server = make_server("127.0.0.1", self.port, self.recorder, threaded=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
 
     def stop(self) -> None:
         if self._server is not None:
