@@ -27,6 +27,7 @@ help:
 	@echo "make evaluate  the detection evaluation (NAB, SKAB, simulator faults) -> out/eval, docs table"
 	@echo "make standin   the TF Serving stand-in on gRPC 8500 / REST 8501 (serving/models)"
 	@echo "make bench-detection  /detectar over gRPC to the stand-in: worker RSS, p50/p99 at 200 req/s"
+	@echo "make bench-groups  10..400 edge groups against one ZooKeeper ensemble: ZK writes/round, rounds/s, where it bends (out/bench-groups)"
 	@echo "make clean   stop the stack, remove .run/ and caches; distclean also .venv/ .cache/"
 	@echo "make swarm-up | swarm-test | swarm-down   docker-stack.yml on a private single-node Swarm (.run/swarm/): deploy, test it, remove it"
 
@@ -82,6 +83,11 @@ evaluate: setup
 # /detectar over gRPC to the TF Serving stand-in: worker RSS and p50/p99 at a fixed rate.
 bench-detection: setup
 	$(VENV_PY) -m scripts.bench_detection $(BENCH_ARGS)
+
+# Many edge groups (3 real edge nodes each, in a few processes, delivering to a local recorder)
+# against one private 3-node ZooKeeper ensemble, stepped up; BENCH_GROUPS_ARGS="--steps 10,50 --window 10".
+bench-groups: setup
+	$(VENV_PY) -m harness.many_groups $(BENCH_GROUPS_ARGS)
 
 # The gRPC client's messages (webapp/inference/aeroguard_tfserving_pb2.py, committed).
 protos:
