@@ -197,9 +197,12 @@ def settle(fleet: Fleet, timeout: float, extra_s: float) -> None:
 
 
 def run_bench(ensemble: Ensemble, options: BenchOptions, work_dir: Path,
-              progress: Callable[[str], None] = print) -> list[report.Step]:
-    """Step the groups up against `ensemble` under a fresh root znode; one `Step` per group count."""
-    zk_root = f"/bench-groups-{uuid.uuid4().hex[:8]}"
+              progress: Callable[[str], None] = print, zk_root: str | None = None) -> list[report.Step]:
+    """Step the groups up against `ensemble` under `zk_root` (default: a fresh one); one `Step` per group count.
+
+    The groups' znodes stay under `zk_root` afterwards (the bench's ensemble is thrown away).
+    """
+    zk_root = zk_root or f"/bench-groups-{uuid.uuid4().hex[:8]}"
     begun = time.monotonic()
     fleet = Fleet(ensemble, zk_root, options, work_dir)
     steps: list[report.Step] = []
