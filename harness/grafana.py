@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from webapp.detection.manifest import OPTIONAL
 from webapp.detection.manifest import PANEL as DETECTORS
 from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
 
@@ -144,7 +145,7 @@ def decisions_dashboard(manifest: dict) -> dict:
             "Readings, 1-hour averages (last 7 days)", "The per-hour compaction (HOUR_RETENTION_DAYS).",
             [ts_target("A", f"{SERIES} kind=reading_avg agg=1h")], REDIS, unit="celsius", time_from="7d"), 12, 8),
     ]
-    for name in DETECTORS:
+    for name in (d for d in DETECTORS if d not in OPTIONAL or d in limits):  # seated as build_panel does
         limit = limits.get(name)
         version = f", model v{versions[name]}" if versions.get(name) is not None else ""
         title = f"Score: {name}" + (f" (threshold {limit:g}{version})" if limit is not None else "")

@@ -3,7 +3,8 @@
 Sources: the built-in simulator (default), a CSV column (``--csv FILE --value-column C``),
 or a sensor's history in Redis (``--from-redis SENSOR``). Seeded and reproducible; writes
 ``<models-dir>/<model>/<version>/``, ``models.config`` and ``manifest.json``. The readers and the
-progress bar are offline/sources.py, the training offline/training.py.
+progress bar are offline/sources.py, the training offline/training.py; with the readings' times,
+the seasonal detector is calibrated after training (offline/rules.py).
 """
 from __future__ import annotations
 
@@ -31,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from offline.rules import calibrate_rules
     from offline.sources import keras_progress
     from offline.sources import training_series
     from offline.training import TrainingPlan
     from offline.training import train_detectors
 
-    values, source = training_series(args.csv, args.value_column, args.from_redis, args.readings, args.seed)
+    values, times, source = training_series(args.csv, args.value_column, args.from_redis, args.readings, args.seed)
     if len(values) < 20 * args.window_size:
         raise SystemExit(f"train: {len(values)} readings are too few (need {20 * args.window_size})")
     plan = TrainingPlan(window_size=args.window_size, false_alarm_rate=args.false_alarm_rate,
@@ -46,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, entry in entries.items():
         print(f"{name}: version {entry['version']}, threshold {entry['threshold']:.6g}, "
               f"held-out above threshold {entry['calibration']['held_out_rate_above']:.4f}")
+    if times is None:
+        print("seasonal: not seated (the readings have no times)")
+    else:
+        print(calibrate_rules(args.models_dir, values, times, plan))
     return 0
 
 

@@ -114,13 +114,15 @@ def test_thresholds_are_calibrated_on_blocks_spread_over_the_series():
 def test_cli_trains_from_a_csv(tmp_path, series):
     data = tmp_path / "normal.csv"
     data.write_text("timestamp;temp\n" + "".join(f"{i};{v}\n" for i, v in enumerate(series[:900])))
-    values, source = training_series(str(data), "temp", None, 0, 0)
+    values, times, source = training_series(str(data), "temp", None, 0, 0)
     assert source == "csv:normal.csv:temp" and np.allclose(values, series[:900])
+    assert times.tolist() == list(range(900))
     run = subprocess.run([sys.executable, "-m", "scripts.train", "--csv", str(data), "--value-column", "temp",
                           "--models-dir", str(tmp_path / "m"), "--epochs", "1", "--units", "4", "--seed", "2"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "lstm: version 1" in run.stdout
+    assert "seasonal: not seated (needs two days of training readings)" in run.stdout  # 900 s of readings
     assert json.loads((tmp_path / "m" / "manifest.json").read_text())["training"]["source"] == "csv:normal.csv:temp"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import tempfile
 from collections import deque
 from datetime import datetime
@@ -124,6 +125,7 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     `cache`, the trained models are kept there under a key of everything they depend on
     (the baseline readings, the training plan and the training code), and reused."""
     from offline.evaluation.cache import trained_models
+    from offline.rules import calibrate_rules
     from offline.scoring import score_alarms
     from offline.training import TrainingPlan
     from webapp.config import Settings
@@ -137,7 +139,11 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
     out.mkdir(parents=True, exist_ok=True)
     plan = TrainingPlan(epochs=epochs, seed=seed, false_alarm_rate=false_alarm_rate)
     with tempfile.TemporaryDirectory(prefix="ag-eval-") as scratch:
-        models = trained_models(base, plan, name, Path(scratch), cache)
+        # The model-free detectors that need times are calibrated on a copy (`offline.rules`),
+        # so the cache holds only what training made and a change to them retrains nothing.
+        models = Path(scratch) / "models"
+        shutil.copytree(trained_models(base, plan, name, Path(scratch) / "trained", cache), models)
+        calibrate_rules(models, base, times[:n], plan)
         settings = Settings().replace(models_dir=str(models), inference_backend="inprocess", window_size=WINDOW,
                                       physical=baseline_limits(times[:n], base, WINDOW), **(overrides or {}))
         panel = build_panel(settings)
@@ -150,7 +156,8 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
         row[f"{BASELINE}_score"], row[f"{BASELINE}_threshold"] = float(z), ZSCORE_K
         row[f"{BASELINE}_vote"] = bool(z > ZSCORE_K)
     _write_verdicts(out / "verdicts.csv", rows)
-    alarms = {d: np.array([bool(r[f"{d}_vote"]) for r in rows]) for d in (*DETECTORS, BASELINE)}
+    # A detector not seated for this series (the seasonal one, `manifest.OPTIONAL`) never alarms.
+    alarms = {d: np.array([bool(r.get(f"{d}_vote")) for r in rows]) for d in (*DETECTORS, BASELINE)}
     alarms["vote"] = np.array([r["verdict"] == "critical" for r in rows])
     outside = out_of_range(base, judged)
     results = {k: score_alarms(stamps, a, windows, WINDOW) for k, a in alarms.items()}
@@ -160,7 +167,7 @@ def evaluate(times: np.ndarray, values: np.ndarray, windows: list[tuple[float, f
                "quorum": [panel.required, len(panel.names)],
                "period_s": float(np.median(np.diff(times))) if len(times) > 1 else None,
                "results": results,
-               "thresholds": {d: next((r[f"{d}_threshold"] for r in rows if r[f"{d}_threshold"] is not None), None)
+               "thresholds": {d: next((r[f"{d}_threshold"] for r in rows if r.get(f"{d}_threshold") is not None), None)
                               for d in (*DETECTORS, BASELINE)},
                "sweep": sweep(rows, stamps, windows)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -18,7 +18,12 @@ from webapp.inference.signature import SERVED_MODELS
 MANIFEST = "manifest.json"
 LEARNED = ("isolation_forest", *SERVED_MODELS)  # the detectors with model artefacts
 CALIBRATED = (*LEARNED, "context")  # every detector whose threshold the manifest holds
-PANEL = ("physical", *CALIBRATED)  # every detector of the panel, in ballot order: the one list
+# Detectors seated only where the manifest has an entry for them: the seasonal detector can be
+# calibrated only for a sensor with two days of training readings sampled slowly enough that a
+# day fits in one judgement's read (`webapp.detection.seasonal`). Elsewhere it is not on the
+# panel at all, rather than abstaining on every decision (which would mark each one degraded).
+OPTIONAL = ("seasonal",)
+PANEL = ("physical", *CALIBRATED, *OPTIONAL)  # every detector a panel may have, in ballot order: the one list
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,7 +41,7 @@ class ModelEntry:
     window_size: int
     profile: Profile
     artefact: str | None = None
-    params: dict | None = None  # a model-free detector's parameters (the context detector)
+    params: dict | None = None  # a model-free detector's parameters (the context and seasonal detectors)
 
 
 def resolve_models_dir(models_dir: str | Path) -> Path:

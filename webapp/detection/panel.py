@@ -2,7 +2,8 @@
 
 The physical rule always votes. The learned detectors and the context detector come from the
 model manifest (live version, calibrated threshold, window size); when the manifest cannot be
-read they abstain, saying why, and the panel keeps judging with what is left. ``THRESHOLD`` overrides the
+read they abstain, saying why, and the panel keeps judging with what is left. The seasonal
+detector sits on the panel only when the manifest has an entry for it (`manifest.OPTIONAL`). ``THRESHOLD`` overrides the
 threshold of the detector named by ``MODEL_NAME``. Called once per worker, after fork.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from webapp.detection.context import ContextDetector
 from webapp.detection.drift import DriftFollower
 from webapp.detection.iforest import IsolationForestDetector
 from webapp.detection.manifest import CALIBRATED
+from webapp.detection.manifest import OPTIONAL
 from webapp.detection.manifest import ManifestError
 from webapp.detection.manifest import load_manifest
 from webapp.detection.manifest import resolve_models_dir
@@ -26,6 +28,7 @@ from webapp.detection.neural import LSTMDetector
 from webapp.detection.peaks import RecentPeaks
 from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
 from webapp.detection.physical import PhysicalRule
+from webapp.detection.seasonal import SeasonalDetector
 from webapp.detection.vote import Abstainer
 from webapp.detection.vote import Decision
 from webapp.detection.vote import Panel
@@ -92,8 +95,10 @@ def build_panel(settings: Settings, backend=None) -> Panel:
     centers = [e.profile.center for e in entries.values()]
     detection = settings.detection
     follower = DriftFollower(centers[0], detection.drift_tau, detection.window_size) if centers else None
-    for name in CALIBRATED:
+    for name in (*CALIBRATED, *OPTIONAL):
         entry = entries.get(name)
+        if entry is None and name in OPTIONAL:
+            continue
         if entry is None:
             voters.append(Abstainer(name, "not in the model manifest"))
             continue
@@ -114,9 +119,12 @@ def build_panel(settings: Settings, backend=None) -> Panel:
     return ConcurrentPanel(voters, settings.detection.vote_required, frozenset(SERVED), follower)
 
 
+RULES = {"context": ContextDetector, "seasonal": SeasonalDetector}  # model-free: parameters in the manifest
+
+
 def _detector(settings: Settings, entry, backend):
-    if entry.name == "context":
-        detector = ContextDetector(**entry.params)
+    if entry.name in RULES:
+        detector = RULES[entry.name](**entry.params)
         detector.profile_, detector.version_ = entry.profile, str(entry.version)
         return detector
     if entry.name == "isolation_forest":
