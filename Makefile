@@ -28,6 +28,7 @@ help:
 	@echo "make standin   the TF Serving stand-in on gRPC 8500 / REST 8501 (serving/models)"
 	@echo "make bench-detection  /detectar over gRPC to the stand-in: worker RSS, p50/p99 at 200 req/s"
 	@echo "make bench-groups  10..400 edge groups against one ZooKeeper ensemble: ZK writes/round, rounds/s, where it bends (out/bench-groups)"
+	@echo "make bench-storage  Redis CPU per stored reading and memory per sensor per retention tier (out/bench-storage, docs/capacity.md)"
 	@echo "make clean   stop the stack, remove .run/ and caches; distclean also .venv/ .cache/"
 	@echo "make swarm-up | swarm-test | swarm-down   docker-stack.yml on a private single-node Swarm (.run/swarm/): deploy, test it, remove it"
 
@@ -88,6 +89,11 @@ bench-detection: setup
 # against one private 3-node ZooKeeper ensemble, stepped up; BENCH_GROUPS_ARGS="--steps 10,50 --window 10".
 bench-groups: setup
 	$(VENV_PY) -m harness.many_groups $(BENCH_GROUPS_ARGS)
+
+# Redis CPU per stored reading (raw TS.ADD, the ingest scripts, a judged aggregate) and memory per
+# sensor per day in each retention tier, on a private Redis; BENCH_STORAGE_ARGS="--readings 20000 --hours 6".
+bench-storage: setup
+	$(VENV_PY) -m harness.bench_storage $(BENCH_STORAGE_ARGS)
 
 # The gRPC client's messages (webapp/inference/aeroguard_tfserving_pb2.py, committed).
 protos:
