@@ -135,5 +135,33 @@ def wait_converged(engine: Engine, timeout: float = 600) -> float:
             info(f"{elapsed:4.0f} s waiting: {line}")
             last = line
         if elapsed > timeout:
+            for detail in why_pending(engine, pending):
+                info(detail)
             raise SwarmError(f"not converged after {timeout:.0f} s: {line} (docker service ps {STACK}_NAME)")
         time.sleep(3)
+
+
+def why_pending(engine: Engine, pending: dict[str, tuple[int, int]]) -> list[str]:
+    """What the engine says of the services that did not converge: each one's newest tasks
+    (state and error), its containers' status, the last health check's output and the last log
+    lines, and the engine's storage driver and free space, so a failed run (in CI, say) tells
+    why without a shell on that machine."""
+    lines = []
+    driver = engine.docker("info", "--format", "{{.Driver}} {{.CgroupDriver}} cpus={{.NCPU}} mem={{.MemTotal}}",
+                           check=False).stdout.strip()
+    space = subprocess.run(["df", "-h", str(engine.state)], capture_output=True, text=True).stdout.strip()
+    lines += [f"engine: {driver}", *space.splitlines()[-1:]]
+    for name in sorted(pending)[:6]:
+        tasks = engine.docker("service", "ps", "--no-trunc", "--format", "{{.CurrentState}} | {{.Error}}",
+                              f"{STACK}_{name}", check=False)
+        lines += [f"{name}: task {t}" for t in (tasks.stdout or tasks.stderr).strip().splitlines()[:3]]
+        ids = engine.docker("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={STACK}_{name}",
+                            check=False).stdout.split()[:1]
+        for cid in ids:
+            state = engine.docker("inspect", "--format", "{{.State.Status}} exit={{.State.ExitCode}} "
+                                  "{{.State.Error}} {{if .State.Health}}health={{.State.Health.Status}}: "
+                                  "{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}", cid, check=False)
+            lines.append(f"{name}: container {' '.join(state.stdout.split())[-400:]}")
+            logs = engine.docker("logs", "--tail", "8", cid, check=False)
+            lines += [f"{name}:   {row}" for row in (logs.stdout + logs.stderr).strip().splitlines()[-8:]]
+    return lines
