@@ -4,6 +4,8 @@
 # (also ZK_PORTS=2181,2182,2183, ZK_PEER_PORTS, ZK_ELECTION_PORTS, WEB_WORKERS, AEROGUARD_RUN_DIR).
 # `make up REDIS=sentinel`: a master, a replica and 3 Sentinels instead of one Redis
 # (REDIS_REPLICA_PORT=6380, SENTINEL_PORTS=26379,26380,26381); the web tier then waits for the replica.
+# `make up REDIS=cluster`: a Redis Cluster of 3 masters and 3 replicas (CLUSTER_PORTS=7000,...,7005,
+# bus ports +10000) instead of one Redis; the web tier uses the cluster client (REDIS_CLUSTER_NODES).
 SHELL := /bin/bash
 VENV_PY := .venv/bin/python
 # status/down need only the standard library: they work before setup too.

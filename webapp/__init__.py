@@ -10,6 +10,8 @@ from flask import g
 from flask import request
 from flask.json.provider import DefaultJSONProvider
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 from werkzeug.exceptions import HTTPException
@@ -108,8 +110,9 @@ class JSONProvider(DefaultJSONProvider):
 def make_redis(storage: StorageSettings) -> redis.Redis:
     """One pool per process, with explicit timeouts and a bounded, backed-off retry.
 
-    With ``REDIS_SENTINELS`` the master is found through Sentinel (one write point, followed
-    across failovers); otherwise ``REDIS_URL`` names the server.
+    With ``REDIS_CLUSTER_NODES`` a `redis.cluster.RedisCluster` (each key's master found from
+    its slot, followed across failovers); with ``REDIS_SENTINELS`` the master is found through
+    Sentinel (one write point, followed across failovers); otherwise ``REDIS_URL`` names the server.
     """
     timeout = storage.redis_socket_timeout_s
     options = dict(
@@ -122,6 +125,10 @@ def make_redis(storage: StorageSettings) -> redis.Redis:
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         health_check_interval=storage.redis_health_check_s,
     )
+    if storage.redis_cluster_nodes:
+        nodes = [ClusterNode(host, port) for host, port in storage.redis_cluster_nodes]
+        options.pop("retry_on_error")  # the cluster client retries connection errors by itself
+        return RedisCluster(startup_nodes=nodes, **options)
     if storage.redis_sentinels:
         sentinel = Sentinel(
             list(storage.redis_sentinels), min_other_sentinels=1,

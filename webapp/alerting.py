@@ -7,8 +7,9 @@ is an incident of its own subject ``<group>/<node>``, closed after the same numb
 without an exclusion. Incident state lives in Redis and is changed by one Lua script, so five
 replicas judging one sensor agree on what is new.
 
-Alerts are appended to a Redis stream and delivered by a `Notifier` thread in every worker,
-reading through a consumer group: an alert survives the death of the worker that raised it
+Alerts are appended to a Redis stream (one per key bucket: `webapp.storage.keys`) and delivered
+by a `Notifier` thread in every worker, reading every bucket's stream through a consumer group
+of its own: an alert survives the death of the worker that raised it
 (its pending entry is claimed by another), each URL gets it once (delivered URLs are
 recorded), failures are retried with backoff, and a receiver that is down for a while gets
 the alert when it is back. Opening alerts of one subject are rate-limited
@@ -28,11 +29,13 @@ from webapp import metrics
 from webapp.config import AlertSettings
 from webapp.storage.base import ScriptCall
 from webapp.storage.base import _unavailable
+from webapp.storage.base import raise_first_error
 from webapp.storage.keys import Keys
 
 log = logging.getLogger(__name__)
 
-# KEYS: incident hash, the set of open incidents, the incident log, the sensor's incident log.
+# KEYS: incident hash, the set of open incidents, the incident log (those two of the subject's
+# key bucket), the sensor's incident log.
 # ARGV: alarm (0/1), votes, now ms, calm readings to close, min interval ms, subject, value,
 # how far the value lies from its reference, the voting detectors (comma-separated), kind,
 # how long a quiet subject's state is kept (ms), the logs' lengths (global, per sensor).
@@ -125,7 +128,8 @@ class Incidents:
         ``ALERT_URLS`` (alerts are queued only when set; incidents are tracked and logged
         anyway), ``ALERT_MIN_INTERVAL_S`` (the shortest time between two opening alerts of one
         subject: incidents opened sooner are tracked but not announced, ``quiet``, and neither
-        are their escalation and recovery), and the lengths of the alert stream and the logs.
+        are their escalation and recovery), and the lengths of the alert stream and the logs
+        (the alert stream's and the incident log's shared by the key buckets, rounded up).
     state_ttl_ms
         How long the state of a subject with no verdict is kept (the readings' retention), so
         subjects that stop reporting, or that a client made up, do not stay for ever.
@@ -141,9 +145,9 @@ class Incidents:
         self.state_ttl_ms = state_ttl_ms
         self._script = client.register_script(_INCIDENT)
 
-    @property
-    def stream(self) -> str:
-        return self.keys.alerts
+    def stream(self, subject: str) -> str:
+        """The alert stream of `subject`'s key bucket."""
+        return self.keys.alerts(self.keys.bucket(subject))
 
     @_unavailable  # a Redis failure (a failover's NOREPLICAS) is a 503 the client retries, never a 500
     def observe(self, subject: str, alarm: bool, votes: int, now_ms: int, alert: dict) -> str:
@@ -164,11 +168,13 @@ class Incidents:
         deviation = abs(value - reference) if isinstance(reference, (int, float)) else 0.0
         voted = [name for name, ballot in (alert.get("votes") or {}).items()
                  if isinstance(ballot, dict) and ballot.get("vote")]
-        keys = [self.keys.incident(subject), self.keys.incidents_open, self.keys.incident_log(),
-                self.keys.incident_log(sensor)]
+        bucket = self.keys.bucket(subject)
+        keys = [self.keys.incident(subject), self.keys.incidents_open(bucket), self.keys.incident_log(bucket),
+                self.keys.sensor_incidents(sensor)]
         args = [int(alarm), votes, now_ms, self.calm_readings, int(self.settings.alert_min_interval_s * 1000),
                 subject, repr(value), repr(deviation), ",".join(voted), alert.get("kind", "decision"),
-                self.state_ttl_ms, self.settings.incident_log_max, self.settings.incident_sensor_log_max]
+                self.state_ttl_ms, self.keys.share(self.settings.incident_log_max),
+                self.settings.incident_sensor_log_max]
         return self._script, keys, args
 
     @_unavailable
@@ -181,24 +187,42 @@ class Incidents:
                 metrics.ALERTS.labels(transition, "suppressed").inc()
             else:
                 body = {**alert, "subject": subject, "incident": f"{subject}#{incident}", "transition": transition}
-                self.client.xadd(self.stream, {"alert": json.dumps(body, sort_keys=True)},
-                                 maxlen=self.settings.alert_stream_max, approximate=True)
+                self.client.xadd(self.stream(subject), {"alert": json.dumps(body, sort_keys=True)},
+                                 maxlen=self.keys.share(self.settings.alert_stream_max), approximate=True)
                 metrics.ALERTS.labels(transition, "queued").inc()
         return transition
 
     def read(self, count: int, sensor: str | None = None) -> list[dict]:
         """Incidents newest first, at most `count`: the open ones, then the closed ones from the
-        incident log (of one `sensor` and its edge nodes, when given)."""
-        subjects = sorted(self.client.smembers(self.keys.incidents_open))
+        incident logs (of one `sensor` and its edge nodes, when given), every key bucket's merged
+        newest first."""
+        buckets = [self.keys.bucket(sensor)] if sensor is not None else self.keys.all_buckets
+        pipe = self.client.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.smembers(self.keys.incidents_open(bucket))
+        subjects = sorted({s for batch in raise_first_error(pipe.execute(raise_on_error=False)) for s in batch})
         if sensor is not None:
             subjects = [s for s in subjects if s.split("/", 1)[0] == sensor]
         pipe = self.client.pipeline(transaction=False)
         for subject in subjects:
             pipe.hgetall(self.keys.incident(subject))
-        found = [_incident(state) for state in pipe.execute() if state.get("open") == "1"]
+        states = raise_first_error(pipe.execute(raise_on_error=False))
+        found = [_incident(state) for state in states if state.get("open") == "1"]
         found.sort(key=lambda i: i["start"], reverse=True)
-        closed = self.client.xrevrange(self.keys.incident_log(sensor), count=count)
+        logs = [self.keys.sensor_incidents(sensor)] if sensor is not None else \
+            [self.keys.incident_log(bucket) for bucket in buckets]
+        pipe = self.client.pipeline(transaction=False)
+        for log_key in logs:
+            pipe.xrevrange(log_key, count=count)
+        closed = [entry for batch in raise_first_error(pipe.execute(raise_on_error=False)) for entry in batch]
+        closed.sort(key=lambda entry: _entry_order(entry[0]), reverse=True)
         return (found + [_incident(fields) for _, fields in closed])[:count]
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (``ms-seq``) as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _incident(state: dict) -> dict:
@@ -235,7 +259,10 @@ class Notifier:
     client
         Redis (``decode_responses=True``).
     keys
-        The namespace's `Keys`: the alert stream (`Incidents.stream`), each alert's delivered URLs.
+        The namespace's `Keys`: every key bucket's alert stream (`Incidents.stream`), each alert's
+        delivered URLs. Each stream has its consumer group; one pass reads them all in one
+        pipeline and, when none had anything, waits up to ``IDLE_WAIT_S`` (a blocking read
+        can wait on one stream only, or on several of one hash slot).
     settings
         ``ALERT_URLS``: each alert is POSTed as JSON to every one (with a ``text`` summary);
         the per-POST timeout, attempts per URL per pass and first backoff (doubled each retry);
@@ -246,11 +273,12 @@ class Notifier:
     """
 
     group = "notifier"
+    IDLE_WAIT_S = 0.25
 
     def __init__(self, client: redis.Redis, keys: Keys, settings: AlertSettings, consumer: str):
         self.client = client
         self.keys = keys
-        self.stream = keys.alerts
+        self.streams = {keys.alerts(bucket): bucket for bucket in keys.all_buckets}
         self.urls = settings.alert_urls
         self.consumer = consumer
         self.timeout_s = settings.alert_timeout_s
@@ -273,33 +301,48 @@ class Notifier:
         self._session.close()
 
     def _run(self) -> None:
+        grouped = False  # created again after any error: a restarted or failed-over node may lack them
         while not self._stopping.is_set():
             try:
-                self._ensure_group()
+                if not grouped:
+                    self._ensure_groups()
+                    grouped = True
                 self.pass_once(block_ms=1000)
             except redis.RedisError as exc:
+                grouped = False
                 log.warning("alert notifier: Redis unavailable (%s); retrying", exc.__class__.__name__)
                 self._stopping.wait(1.0)
 
-    def _ensure_group(self) -> None:
-        try:
-            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+    def _ensure_groups(self) -> None:
+        """Create each bucket's stream and consumer group unless they exist (``BUSYGROUP``)."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xgroup_create(stream, self.group, id="0", mkstream=True)
+        replies = pipe.execute(raise_on_error=False)
+        raise_first_error([reply for reply in replies
+                           if not (isinstance(reply, redis.ResponseError) and "BUSYGROUP" in str(reply))])
 
     def pass_once(self, block_ms: int = 0) -> int:
-        """Deliver what is pending too long and what is new; returns alerts fully delivered."""
-        _, claimed, _ = self.client.xautoclaim(self.stream, self.group, self.consumer,
-                                               min_idle_time=int(self.reclaim_s * 1000), start_id="0-0", count=50)
-        fresh = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=50,
-                                       block=block_ms or None)
-        entries = list(claimed) + [entry for _, batch in fresh for entry in batch]
-        return sum(self._deliver(entry_id, fields) for entry_id, fields in entries if fields)
+        """Deliver what is pending too long and what is new in every bucket's stream; returns
+        alerts fully delivered. With `block_ms` and nothing to deliver, waits up to that long
+        (at most ``IDLE_WAIT_S``) before returning."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xautoclaim(stream, self.group, self.consumer, min_idle_time=int(self.reclaim_s * 1000),
+                            start_id="0-0", count=50)
+            pipe.xreadgroup(self.group, self.consumer, {stream: ">"}, count=50)
+        replies = raise_first_error(pipe.execute(raise_on_error=False))
+        entries = []
+        for stream, (claimed, fresh) in zip(self.streams, zip(replies[::2], replies[1::2])):
+            batch = list(claimed[1]) + [entry for _, got in fresh or [] for entry in got]
+            entries += [(stream, entry_id, fields) for entry_id, fields in batch if fields]
+        if not entries and block_ms:
+            self._stopping.wait(min(block_ms / 1000, self.IDLE_WAIT_S))
+        return sum(self._deliver(stream, entry_id, fields) for stream, entry_id, fields in entries)
 
-    def _deliver(self, entry_id: str, fields: dict) -> bool:
+    def _deliver(self, stream: str, entry_id: str, fields: dict) -> bool:
         alert = json.loads(fields["alert"])
-        done_key = self.keys.alert_delivered(entry_id)
+        done_key = self.keys.alert_delivered(self.streams[stream], entry_id)
         delivered = self.client.smembers(done_key)
         body = {**alert, "text": slack_text(alert)}
         for url in self.urls:
@@ -310,7 +353,7 @@ class Notifier:
                 return False  # stays pending: reclaimed and retried later
             self.client.sadd(done_key, url)
             self.client.expire(done_key, self.delivered_ttl_s)
-        self.client.xack(self.stream, self.group, entry_id)
+        self.client.xack(stream, self.group, entry_id)
         self.client.delete(done_key)
         metrics.ALERTS.labels(alert["transition"], "delivered").inc()
         return True

@@ -133,6 +133,8 @@ class StorageSettings:
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0", read=redis_url)
     redis_sentinels: tuple[tuple[str, int], ...] = setting("REDIS_SENTINELS", (), parse=host_ports)
     redis_sentinel_master: str = setting("REDIS_SENTINEL_MASTER", "aeroguard")
+    # A Redis Cluster's startup nodes (host:port,...): the web tier then uses the cluster client.
+    redis_cluster_nodes: tuple[tuple[str, int], ...] = setting("REDIS_CLUSTER_NODES", (), parse=host_ports)
     redis_password: str | None = setting("REDIS_PASSWORD", None, read=secret, secret=True)
     redis_socket_timeout_s: float = setting("REDIS_SOCKET_TIMEOUT_S", 2.0)
     redis_retries: int = setting("REDIS_RETRIES", 2)
@@ -148,8 +150,13 @@ class StorageSettings:
     redis_wait_replicas: int = setting("REDIS_WAIT_REPLICAS", 0)
     redis_wait_timeout_ms: int = setting("REDIS_WAIT_TIMEOUT_MS", 500)
     key_prefix: str = setting("AEROGUARD_KEY_PREFIX", "ag:")
+    # Every key of a sensor or group carries the hash tag {crc32(name) % key_buckets}: a Redis
+    # Cluster spreads at most this many buckets over its shards (docs/decisions.md, key layout).
+    key_buckets: int = setting("AEROGUARD_KEY_BUCKETS", 16)
 
     def __post_init__(self) -> None:
+        if self.key_buckets < 1:
+            raise ValueError("key_buckets must be at least 1")
         if self.storage_slots < 1 or self.storage_stall_s <= 0 or self.redis_ready_timeout_s <= 0:
             raise ValueError("storage_slots must be at least 1, storage_stall_s and redis_ready_timeout_s positive")
         if self.redis_socket_timeout_s <= 0 or self.redis_retries < 0 or self.redis_health_check_s < 0:

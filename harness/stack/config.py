@@ -20,6 +20,7 @@ class StackConfig:
     redis: str = "single"
     redis_replica_port: int = 6380
     sentinel_ports: tuple[int, ...] = (26379, 26380, 26381)
+    cluster_ports: tuple[int, ...] = (7000, 7001, 7002, 7003, 7004, 7005)
     web_port: int = 8000
     web_workers: int = 2
     web_app: str = "webapp:create_app()"
@@ -32,8 +33,8 @@ class StackConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str], state_dir: Path | None = None) -> StackConfig:
         """Read ``AEROGUARD_RUN_DIR``, ``ZK_PORTS``, ``ZK_PEER_PORTS``, ``ZK_ELECTION_PORTS``,
-        ``REDIS_PORT``, ``REDIS`` (``single`` or ``sentinel``), ``REDIS_REPLICA_PORT``,
-        ``SENTINEL_PORTS``, ``WEB_PORT``, ``WEB_WORKERS``, ``WEB_APP``, ``EDGE_NODES``,
+        ``REDIS_PORT``, ``REDIS`` (``single``, ``sentinel`` or ``cluster``), ``REDIS_REPLICA_PORT``,
+        ``SENTINEL_PORTS``, ``CLUSTER_PORTS``, ``WEB_PORT``, ``WEB_WORKERS``, ``WEB_APP``, ``EDGE_NODES``,
         ``EDGE_GROUP``, ``EDGE_PERIOD_S``, ``SCENARIO`` (``fault``), ``STACK_SERVICES``.
 
         >>> config = StackConfig.from_env({"WEB_PORT": "9000", "ZK_PORTS": "1,2,3"}, Path("/x"))
@@ -54,6 +55,7 @@ class StackConfig:
             redis=env.get("REDIS") or d.redis,
             redis_replica_port=int(env.get("REDIS_REPLICA_PORT") or d.redis_replica_port),
             sentinel_ports=ports("SENTINEL_PORTS", d.sentinel_ports),
+            cluster_ports=ports("CLUSTER_PORTS", d.cluster_ports),
             web_port=int(env.get("WEB_PORT") or d.web_port),
             web_workers=int(env.get("WEB_WORKERS") or d.web_workers),
             web_app=env.get("WEB_APP") or d.web_app,

@@ -79,7 +79,7 @@ def start_services(config: StackConfig) -> tuple[list[Service], dict[str, str]]:
     if busy:
         raise ServerError(f"already in use on {LOOPBACK}: {', '.join(busy)} (choose other ports: "
                           "ZK_PORTS, ZK_PEER_PORTS, ZK_ELECTION_PORTS, REDIS_PORT, REDIS_REPLICA_PORT, "
-                          "SENTINEL_PORTS, WEB_PORT)")
+                          "SENTINEL_PORTS, CLUSTER_PORTS, WEB_PORT)")
     started: list[Service] = []
     try:
         for service in services:

@@ -24,6 +24,8 @@ from harness.process import ServerError
 from harness.process import ServerProcess
 from harness.process import process_start_time
 from harness.process import wait_until
+from harness.redis_cluster import BUS_OFFSET
+from harness.redis_cluster import RedisCluster
 from harness.redis_server import RedisOptions
 from harness.redis_server import RedisServer
 from harness.redis_topology import BOUNDED
@@ -147,12 +149,42 @@ class RedisSentinelService:
                 "REDIS_WAIT_REPLICAS": "1"}
 
 
+class RedisClusterService:
+    """A Redis Cluster of 3 masters and 3 replicas (TimeSeries, AOF) on ``CLUSTER_PORTS`` (their
+    bus ports +10000); the web tier uses the cluster client and waits for 1 replica per write."""
+
+    name = "redis"
+    ready_timeout = 60.0
+
+    def __init__(self, config: StackConfig, env: Mapping[str, str]) -> None:
+        self.cluster = RedisCluster(config.state_dir / "redis-cluster", config.cluster_ports)
+
+    def start(self) -> None:
+        self.cluster.start(self.ready_timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        self.cluster.wait_ready(timeout)
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def records(self) -> list[dict]:
+        return [record(name, pid, {"redis": port, "bus": port + BUS_OFFSET}, f"redis://{LOOPBACK}:{port}", log)
+                for name, pid, port, log in self.cluster.processes()]
+
+    def exports(self) -> dict[str, str]:
+        return {"REDIS_CLUSTER_NODES": self.cluster.startup_nodes, "REDIS_WAIT_REPLICAS": "1"}
+
+
 def redis_service(config: StackConfig, env: Mapping[str, str]) -> Service:
-    """One redis-server, or the Sentinel topology with ``REDIS=sentinel``."""
+    """One redis-server, the Sentinel topology with ``REDIS=sentinel``, or a Redis Cluster with
+    ``REDIS=cluster``."""
     if config.redis == "sentinel":
         return RedisSentinelService(config, env)
+    if config.redis == "cluster":
+        return RedisClusterService(config, env)
     if config.redis != "single":
-        raise ServerError(f"REDIS must be single or sentinel, not {config.redis!r}")
+        raise ServerError(f"REDIS must be single, sentinel or cluster, not {config.redis!r}")
     return RedisService(config, env)
 
 

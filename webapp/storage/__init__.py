@@ -49,7 +49,8 @@ class Store(Ingest, JudgingState, Listing, EventLog):
     def __init__(self, client: redis.Redis, settings: Settings):
         self.client = client
         self.settings = settings
-        self.keys = Keys(settings.storage.key_prefix)
+        self.keys = Keys(settings.storage.key_prefix, settings.storage.key_buckets)
+        client.ts()  # registers the TimeSeries reply parsers, so raw TS.MGET answers as ts().mget does
         self._append = client.register_script(APPEND)
         self._create = client.register_script(CREATE)
         self._forget = client.register_script(FORGET)

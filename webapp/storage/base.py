@@ -6,6 +6,7 @@ import functools
 from typing import TypeAlias
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from webapp.config import Settings
@@ -15,6 +16,19 @@ from webapp.storage.keys import Keys
 DAY_MS = 86_400_000
 
 ScriptCall: TypeAlias = tuple[Script, list, list]  # a registered script, its KEYS and its ARGV
+
+
+def raise_first_error(replies: list) -> list:
+    """Raise the first error among a pipeline's replies; return them when there is none.
+
+    redis-py's cluster pipeline can hand back an error (a failover's ``CLUSTERDOWN``) as a reply
+    instead of raising it: every pipeline of the store and of alerting passes its replies here,
+    or an error would be read as data.
+    """
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 def _unavailable(method):
@@ -47,10 +61,39 @@ class StoreBase:
     def _retention_ms(self) -> int:
         return int(self.settings.retention.retention_days * DAY_MS)
 
-    def _registries(self, kind: str) -> list[str]:
-        """This kind's registry and the other kind's (a name belongs to one kind of writer)."""
+    def _registries(self, kind: str, name: str) -> list[str]:
+        """This kind's registry and the other kind's in the bucket of `name` (a name belongs to
+        one kind of writer)."""
         other = "sensors" if kind == "groups" else "groups"
-        return [self.keys.registry(kind), self.keys.registry(other)]
+        bucket = self.keys.bucket(name)
+        return [self.keys.registry(kind, bucket), self.keys.registry(other, bucket)]
+
+    @property
+    def _cluster(self) -> bool:
+        return isinstance(self.client, RedisCluster)
+
+    def _at(self, key: str, *command, pipe=None):
+        """Run (or queue in `pipe`) a command that names no key (``TIME``, ``TS.QUERYINDEX``,
+        ``TS.MGET``) on the server holding `key`'s slot: with Redis Cluster, the master of that
+        slot, which holds every key of the same bucket; otherwise the one server."""
+        target = pipe if pipe is not None else self.client
+        if self._cluster:
+            return target.execute_command(*command, target_nodes=self.client.get_node_from_key(key))
+        return target.execute_command(*command)
+
+    def _wait_on(self, pipe, key: str) -> None:
+        """Queue ``WAIT`` in `pipe` on the connection that writes `key`, so it counts the
+        replicas that have that write: redis-py's cluster client would send a keyless ``WAIT``
+        to every node and add up their answers."""
+        wait = ("WAIT", self.settings.storage.redis_wait_replicas, self.settings.storage.redis_wait_timeout_ms)
+        if self._cluster:
+            pipe.execute_command(*wait, target_nodes=self.client.get_node_from_key(key))
+        else:
+            pipe.execute_command(*wait)
+
+    def _owner(self, key: str) -> str | None:
+        """The cluster node that serves `key`'s slot now (None on one Redis)."""
+        return self.client.get_node_from_key(key).name if self._cluster else None
 
     def _run_scripts(self, calls: list[ScriptCall]) -> list:
         """Run registered scripts in order in one round trip (a pipeline of ``EVALSHA``), and
@@ -58,11 +101,9 @@ class StoreBase:
         not run: it is loaded and run again on its own; any other error is raised."""
         pipe = self.client.pipeline(transaction=False)
         for script, keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         replies = pipe.execute(raise_on_error=False)
         for i, ((script, keys, args), reply) in enumerate(zip(calls, replies)):
             if isinstance(reply, redis.exceptions.NoScriptError):
                 replies[i] = script(keys=keys, args=args)
-            elif isinstance(reply, Exception):
-                raise reply
-        return replies
+        return raise_first_error(replies)

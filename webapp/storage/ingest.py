@@ -16,6 +16,7 @@ from webapp.storage.base import DAY_MS
 from webapp.storage.base import ScriptCall
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
+from webapp.storage.base import raise_first_error
 from webapp.storage.scripts import APPEND
 
 FORGET_PER_CREATE = 10  # idle series a new one clears away first: cleanup keeps pace with growth
@@ -39,7 +40,7 @@ class Ingest(StoreBase):
     def _run_append(self, name: str, kind: str, ts: int, value: float, keys: list[str], write: tuple,
                     read: Sequence[ScriptCall] = ()) -> Stored:
         series = self.keys.series(name, "readings")
-        keys = [series, *keys, *self._registries(kind)]
+        keys = [series, *keys, *self._registries(kind, name)]
         args = [ts, repr(float(value)), *write, name]
         (status, stamp), replies = self._write(keys=keys, args=args, read=read)
         if status == "missing":
@@ -53,38 +54,47 @@ class Ingest(StoreBase):
 
     def _create_series(self, name: str, kind: str, series: str) -> None:
         labels = [item for pair in self._labels(name).items() for item in pair]
-        quota = self.settings.limits.max_sensors if kind == "sensors" else 0
-        keys = [series, f"{series}:avg_1m", f"{series}:avg_1h", *self._registries(kind)]
+        # MAX_SENSORS is enforced per bucket (a share, rounded up) so that the check stays in the
+        # script's one slot: a new sensor may be refused while other buckets still have room.
+        quota = self.keys.share(self.settings.limits.max_sensors) if kind == "sensors" else 0
+        keys = [series, f"{series}:avg_1m", f"{series}:avg_1h", *self._registries(kind, name)]
         args = [self._retention_ms, int(self.settings.retention.minute_retention_days * DAY_MS),
                 int(self.settings.retention.hour_retention_days * DAY_MS), name, quota, *labels]
-        self.forget_idle(kind, limit=FORGET_PER_CREATE)
+        self.forget_idle(kind, limit=FORGET_PER_CREATE, bucket=self.keys.bucket(name))
         outcome = self._create(keys=keys, args=args)
         if outcome == "conflict":
             raise NameTaken(name, kind)
         if outcome == "full":
-            raise QuotaReached(f"no new sensor: {quota} sensors are live (MAX_SENSORS); an idle one "
-                               f"is forgotten after {self.settings.retention.sensor_idle_days:g} days")
+            raise QuotaReached(f"no new sensor: {quota} sensors are live in its bucket of {self.keys.buckets} "
+                               f"(MAX_SENSORS {self.settings.limits.max_sensors} shared by buckets); an idle "
+                               f"one is forgotten after {self.settings.retention.sensor_idle_days:g} days")
 
     @_unavailable
-    def forget_idle(self, kind: str, limit: int, now_ms: int | None = None) -> list[str]:
+    def forget_idle(self, kind: str, limit: int, now_ms: int | None = None, bucket: int | None = None) -> list[str]:
         """Delete up to `limit` series of `kind` with no write for ``sensor_idle_days``, with
         every key they have (readings, compactions, scores, votes, verdicts, level, write ids,
-        fence). Each one only if it is still idle when deleted; returns the names forgotten."""
-        registry = self.keys.registry(kind)
-        now_ms = int(self.client.time()[0]) * 1000 if now_ms is None else now_ms
-        cutoff = now_ms - int(self.settings.retention.sensor_idle_days * DAY_MS)
-        forgotten = []
-        for name in self.client.zrangebyscore(registry, "-inf", f"({cutoff}", start=0, num=limit):
-            if self._forget(keys=[registry, *self._keys_of(name)], args=[name, cutoff]):
-                forgotten.append(name)
+        fence). Each one only if it is still idle when deleted; returns the names forgotten.
+        Looks in one `bucket` (`Keys.bucket`), or in every bucket when None."""
+        forgotten: list[str] = []
+        for each in self.keys.all_buckets if bucket is None else (bucket,):
+            registry = self.keys.registry(kind, each)
+            now = int(self._at(registry, "TIME")[0]) * 1000 if now_ms is None else now_ms
+            cutoff = now - int(self.settings.retention.sensor_idle_days * DAY_MS)
+            for name in self.client.zrangebyscore(registry, "-inf", f"({cutoff}", start=0, num=limit - len(forgotten)):
+                if self._forget(keys=[registry, *self._keys_of(name)], args=[name, cutoff]):
+                    forgotten.append(name)
+            if len(forgotten) >= limit:
+                break
         return forgotten
 
     def _keys_of(self, name: str) -> list[str]:
-        """Every key of one series: its labelled TimeSeries (found by label) and the rest."""
-        labelled = self.client.ts().queryindex([f"ns={self.keys.namespace}", f"sensor={name}"])
+        """Every key of one series: its labelled TimeSeries and the rest. The labelled series
+        are found by label on the server holding the name's slot, where all of them live."""
+        readings = self.keys.series(name, "readings")
+        labelled = self._at(readings, "TS.QUERYINDEX", f"ns={self.keys.namespace}", f"sensor={name}")
         own = [self.keys.series(name, part) for part in ("readings", "level", "peaks", "writes")]
-        events = [self.keys.event_log(kind, name) for kind in ("decision", "sensor_fault")]
-        events += [self.keys.incident_log(name), self.keys.incident(name)]
+        events = [self.keys.sensor_events(name, kind) for kind in ("decision", "sensor_fault")]
+        events += [self.keys.sensor_incidents(name), self.keys.incident(name)]
         return sorted({*labelled, *own, *events, self.keys.group(name, "fence"), self.keys.group(name, "done")})
 
     def _write(self, keys: list[str], args: list, read: Sequence[ScriptCall] = ()) -> tuple[list, list]:
@@ -100,25 +110,27 @@ class Ingest(StoreBase):
         if not wanted and not read:
             return self._append(keys=keys, args=args), []
 
-        def write_and_wait() -> list:
+        def write_and_wait() -> tuple[list, str | None]:
+            owner = self._owner(keys[0])
             pipe = self.client.pipeline(transaction=False)
-            pipe.evalsha(self._append.sha, len(keys), *keys, *args)
+            pipe.execute_command("EVALSHA", self._append.sha, len(keys), *keys, *args)
             if wanted:
-                pipe.execute_command("WAIT", wanted, self.settings.storage.redis_wait_timeout_ms)
+                self._wait_on(pipe, keys[0])
             for script, read_keys, read_args in read:
-                pipe.evalsha(script.sha, len(read_keys), *read_keys, *read_args)
-            return pipe.execute(raise_on_error=False)
+                pipe.execute_command("EVALSHA", script.sha, len(read_keys), *read_keys, *read_args)
+            return pipe.execute(raise_on_error=False), owner
 
-        replies = write_and_wait()
+        replies, owner = write_and_wait()
         if isinstance(replies[0], redis.exceptions.NoScriptError):
             self.client.script_load(APPEND)
-            replies = write_and_wait()
+            replies, owner = write_and_wait()
         result, acked, answers = replies[0], replies[1] if wanted else None, replies[1 + bool(wanted):]
-        for reply in (result, acked):
-            if isinstance(reply, Exception):
-                raise reply
+        raise_first_error([result, acked])
         if wanted and result[0] in ("stored", "duplicate") and int(acked) < wanted:
             raise StoreUnavailable(f"write reached {acked} of {wanted} replica(s) in time: retry")
+        if wanted and owner != self._owner(keys[0]):
+            # The slot moved while the write was redirected: WAIT counted another node's replicas.
+            raise StoreUnavailable("the key's slot moved during the write: retry")
         for (script, _, _), answer in zip(read, answers):
             if isinstance(answer, redis.exceptions.NoScriptError):
                 self.client.script_load(script.script)  # for the next write; this one reads again
@@ -157,11 +169,10 @@ class Ingest(StoreBase):
     def check_owner(self, names: set[str], kind: str) -> None:
         """Raise `NameTaken` if the other kind of writer owns one of `names` (the append script
         checks it again atomically; this lets a list of aggregates be refused before any is stored)."""
-        other = self._registries(kind)[1]
         pipe = self.client.pipeline(transaction=False)
         for name in sorted(names):
-            pipe.zscore(other, name)
-        for name, score in zip(sorted(names), pipe.execute()):
+            pipe.zscore(self._registries(kind, name)[1], name)
+        for name, score in zip(sorted(names), raise_first_error(pipe.execute(raise_on_error=False))):
             if score is not None:
                 raise NameTaken(name, kind)
 

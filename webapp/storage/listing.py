@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
+from webapp.storage.base import raise_first_error
 
 
 class Listing(StoreBase):
@@ -44,20 +45,32 @@ class Listing(StoreBase):
         """A page of this namespace's sensors in id order: the first `count` after `after`, each
         with its newest reading and verdict, and whether more follow.
 
-        The sensors' names come from the index alone (``TS.QUERYINDEX``, no samples read); the
-        newest samples only of the page's sensors (``TS.MGET … sensor=(a,b,…)``).
+        The names come from every bucket's registries (plain sensors and edge groups, one
+        ``ZRANGE`` each, merged), the newest samples only of the page's sensors, bucket by bucket
+        (``TS.MGET … sensor=(a,b,…)`` on the server holding that bucket: never across shards).
         """
-        ts = self.client.ts()
-        names = sorted(self.keys.sensor_of(key) for key in ts.queryindex([f"ns={self.keys.namespace}", "kind=reading"]))
+        pipe = self.client.pipeline(transaction=False)
+        for bucket in self.keys.all_buckets:
+            for kind in ("sensors", "groups"):
+                pipe.zrange(self.keys.registry(kind, bucket), 0, -1)
+        names = sorted({name for batch in raise_first_error(pipe.execute(raise_on_error=False)) for name in batch})
         page = [name for name in names if name > after][:count + 1]
         more, page = len(page) > count, page[:count]
         if not page:
             return [], False
         found = {name: {"sensor": name} for name in page}
-        pipe = ts.pipeline(transaction=False)
-        for kind in ("reading", "verdict"):
-            pipe.mget([f"ns={self.keys.namespace}", f"kind={kind}", f"sensor=({','.join(page)})"], with_labels=True)
-        for kind, entries in zip(("reading", "verdict"), pipe.execute()):
+        by_bucket: dict[int, list[str]] = {}
+        for name in page:
+            by_bucket.setdefault(self.keys.bucket(name), []).append(name)
+        pipe = self.client.pipeline(transaction=False)
+        asked = []
+        for bucket, names_here in by_bucket.items():
+            for kind in ("reading", "verdict"):
+                filters = [f"ns={self.keys.namespace}", f"kind={kind}", f"sensor=({','.join(names_here)})"]
+                self._at(self.keys.series(names_here[0], "readings"), "TS.MGET", "WITHLABELS", "FILTER", *filters,
+                         pipe=pipe)
+                asked.append(kind)
+        for kind, entries in zip(asked, raise_first_error(pipe.execute(raise_on_error=False))):
             for entry in entries:
                 (_, (labels, stamp, value)), = entry.items()
                 if stamp is not None and labels["sensor"] in found:

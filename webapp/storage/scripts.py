@@ -1,7 +1,9 @@
 """The Lua scripts of the store: each write's atomic step on the server.
 
 Loaded by `webapp.storage.Store` (``register_script``); what each one is given (KEYS, ARGV)
-and answers is written above it.
+and answers is written above it. Every script's KEYS share one hash tag, the key bucket of
+the sensor or group they concern (`webapp.storage.keys`), so each runs on one hash slot and
+stays atomic on a Redis Cluster too; the "registries" and logs they touch are that bucket's.
 """
 
 # KEYS: readings, fence hash, the set of stored writes (ids), the registry of this kind of
@@ -57,7 +59,8 @@ return {'stored', ts}
 """
 
 # KEYS: readings, avg_1m, avg_1h, this kind's registry, the other kind's. ARGV: retention,
-# retention_1m, retention_1h, the name, this kind's quota of series (0: none), label pairs.
+# retention_1m, retention_1h, the name, this kind's quota of series in the bucket (its share of
+# MAX_SENSORS; 0: none), label pairs.
 # Creates the readings series and its compactions (TS.CREATERULE needs both ends to exist)
 # and registers it, unless another writer already did, the name belongs to the other kind of
 # writer ('conflict') or the quota is reached ('full'). Refused up front when out of memory.
@@ -95,8 +98,8 @@ return 1
 # that kind (``?sensor=`` reads it instead of scanning every sensor's events), under the
 # same id, expiring with the sensor's readings.
 # KEYS: for each event, its kind's stream then the sensor's stream of that kind.
-# ARGV: cap of a kind's stream, cap of a sensor's stream, a sensor's stream lifetime (ms),
-# then each event's JSON.
+# ARGV: cap of a kind's stream (the bucket's share of EVENTS_MAX), cap of a sensor's stream,
+# a sensor's stream lifetime (ms), then each event's JSON.
 RECORD_EVENTS = """
 local ids = {}
 for i = 4, #ARGV do

@@ -9,6 +9,7 @@ from webapp.detection.vote import Decision
 from webapp.storage.base import ScriptCall
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
+from webapp.storage.base import raise_first_error
 
 
 class JudgingState(StoreBase):
@@ -35,7 +36,7 @@ class JudgingState(StoreBase):
         pipe.execute_command("TS.REVRANGE", self.keys.series(sensor, "readings"), "-", end, "COUNT", size)
         pipe.execute_command("GET", self.keys.series(sensor, "level"))  # not TS.GET: a plain string
         pipe.execute_command("HGETALL", self.keys.series(sensor, "peaks"))
-        samples, level, peaks = pipe.execute()
+        samples, level, peaks = raise_first_error(pipe.execute(raise_on_error=False))
         return self._judging_state(sensor, samples, level, peaks)  # peaks a dict: the client decodes responses
 
     def _read_written_call(self, sensor: str, size: int, write_id: str) -> ScriptCall:
@@ -86,11 +87,12 @@ class JudgingState(StoreBase):
 
     @_unavailable
     def latest_ballots(self, sensor: str) -> dict[str, dict]:
-        """The newest stored score and vote of each detector of `sensor`."""
+        """The newest stored score and vote of each detector of `sensor` (``TS.MGET`` by label
+        on the server holding the sensor's slot, where all its series live)."""
         ballots: dict[str, dict] = {}
         for kind in ("score", "vote"):
             filters = [f"ns={self.keys.namespace}", f"sensor={sensor}", f"kind={kind}"]
-            for entry in self.client.ts().mget(filters, with_labels=True):
+            for entry in self._at(self.keys.series(sensor, "verdict"), "TS.MGET", "WITHLABELS", "FILTER", *filters):
                 (_, (labels, ts, value)), = entry.items()
                 if ts is not None:
                     ballot = ballots.setdefault(labels["detector"], {})
