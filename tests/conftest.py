@@ -2,7 +2,11 @@
 
 Servers part: a 3-node ZooKeeper ensemble (tickTime 500 ms) and one redis-server with
 RedisTimeSeries are started once per session through `harness` (never the
-``make up`` instance). Each test gets its own ZooKeeper chroot ``/t-<id>`` and Redis key
+``make up`` instance); so is a Redis Cluster (3 masters, 3 replicas: `harness.redis_cluster`)
+the first time a test asks for it. A test module that sets ``TOPOLOGIES = ("single",
+"cluster")`` runs each of its tests that uses Redis (``topology``, ``redis_client``,
+``redis_connect``, ``settings`` …) once per topology, unless marked ``single_redis`` (tests that
+stop, fill or pause a server of their own). Each test gets its own ZooKeeper chroot ``/t-<id>`` and Redis key
 prefix ``t:<id>:`` (use ``test=<id>`` as a TimeSeries label: label filters cross prefixes).
 A server that cannot start fails every test that needs it with a message naming what is
 missing; nothing is skipped. Tests that kill ZooKeeper or Redis nodes use the
@@ -21,9 +25,11 @@ import redis
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
+from harness.process import LOOPBACK
 from harness.process import ServerError
 from harness.process import free_port
 from harness.process import free_ports
+from harness.redis_cluster import RedisCluster
 from harness.redis_server import RedisOptions
 from harness.redis_server import RedisServer
 from harness.redis_topology import RedisSentinelSet
@@ -79,6 +85,47 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """The session's Redis Cluster (3 masters, 3 replicas, TimeSeries), started on first use."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start(SERVER_START_TIMEOUT_S)
+    except ServerError as exc:
+        cluster.stop()
+        pytest.fail(f"Redis Cluster could not start: {exc}", pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "single_redis: runs on one Redis only, even in a module with TOPOLOGIES")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a module's Redis tests on each of its ``TOPOLOGIES`` (``single``, ``cluster``)."""
+    topologies = getattr(metafunc.module, "TOPOLOGIES", None)
+    if topologies and "topology" in metafunc.fixturenames and \
+            metafunc.definition.get_closest_marker("single_redis") is None:
+        metafunc.parametrize("topology", topologies, indirect=True)
+
+
+@pytest.fixture
+def topology(request: pytest.FixtureRequest) -> str:
+    """``single`` (the session redis-server) or ``cluster`` (the session Redis Cluster)."""
+    return getattr(request, "param", "single")
+
+
+@pytest.fixture
+def redis_connect(topology: str, request: pytest.FixtureRequest) -> Callable[[], redis.Redis]:
+    """A factory of new clients (``decode_responses=True``) of this test's topology: a
+    ``redis.Redis`` of the session server, or a ``redis.cluster.RedisCluster``."""
+    if topology == "cluster":
+        return request.getfixturevalue("redis_cluster").client
+    server = request.getfixturevalue("redis_server")
+    return lambda: redis.Redis.from_url(server.url, decode_responses=True)
+
+
 @pytest.fixture
 def test_id() -> str:
     """A fresh id naming this test's namespaces (chroot, key prefix, ``test`` label)."""
@@ -116,9 +163,9 @@ def zk(zk_hosts: str, test_id: str) -> Iterator[KazooClient]:
 
 
 @pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A redis.Redis (decode_responses=True) on the session server; use ``redis_prefix``."""
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+def redis_client(redis_connect: Callable[[], redis.Redis]) -> Iterator[redis.Redis]:
+    """A client (decode_responses=True) of this test's topology; use ``redis_prefix``."""
+    client = redis_connect()
     yield client
     client.close()
 
@@ -217,9 +264,16 @@ from webapp.config import Settings  # noqa: E402
 
 
 @pytest.fixture
-def settings(redis_server: RedisServer, redis_prefix: str) -> Settings:
-    """Web tier settings aimed at the session Redis, in this test's key namespace."""
-    return Settings().replace(redis_url=redis_server.url, key_prefix=redis_prefix, hostname="test-replica", env="test")
+def settings(topology: str, request: pytest.FixtureRequest, redis_prefix: str) -> Settings:
+    """Web tier settings aimed at this test's Redis topology, in this test's key namespace: the
+    session redis-server, or the session Redis Cluster with every write waiting for a replica
+    (``REDIS_WAIT_REPLICAS=1``, as ``make up REDIS=cluster`` runs it)."""
+    base = Settings().replace(key_prefix=redis_prefix, hostname="test-replica", env="test")
+    if topology == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        return base.replace(redis_cluster_nodes=tuple((LOOPBACK, port) for port in cluster.ports),
+                            redis_wait_replicas=1)
+    return base.replace(redis_url=request.getfixturevalue("redis_server").url)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from webapp.alerting import Incidents
 from webapp.config import AlertSettings
 from webapp.storage import Keys
 
+TOPOLOGIES = ("single", "cluster")  # every test here runs on one Redis and on the Redis Cluster
+
 
 class Receiver:
     """A webhook receiver on loopback that records every JSON body; it can be down."""
@@ -82,7 +84,7 @@ def test_incident_opens_once_escalates_and_closes(redis_client, redis_prefix):
     seen = [incidents.observe("s", alarm, votes, i, body) for i, (alarm, votes) in enumerate(steps)]
     assert seen == ["opened", "ongoing", "escalated", "ongoing", "ongoing", "ongoing", "ongoing",
                     "ongoing", "ongoing", "closed", "none"]
-    queued = [json.loads(f["alert"]) for _, f in redis_client.xrange(incidents.stream)]
+    queued = [json.loads(f["alert"]) for _, f in redis_client.xrange(incidents.stream("s"))]
     assert [(a["transition"], a["incident"]) for a in queued] == [
         ("opened", "s#1"), ("escalated", "s#1"), ("closed", "s#1")]
 
@@ -93,7 +95,7 @@ def test_opening_alerts_are_rate_limited_per_subject(redis_client, redis_prefix)
     for now in (0, 1_000, 2_000, 3_000):
         incidents.observe("s", now % 2000 == 0, 3, now, body)
     assert [t for t in (incidents.observe("s", True, 3, 61_000, body),)] == ["opened"]
-    queued = [json.loads(f["alert"])["transition"] for _, f in redis_client.xrange(incidents.stream)]
+    queued = [json.loads(f["alert"])["transition"] for _, f in redis_client.xrange(incidents.stream("s"))]
     assert queued == ["opened", "closed", "opened"]
 
 
@@ -122,7 +124,8 @@ def test_a_receiver_down_for_a_while_gets_the_alert_when_back(settings, receiver
     receiver = Receiver(status=503).start()
     receivers.append(receiver)
     app = alerting_app(settings, receiver, alert_reclaim_s=0.5, alert_backoff_s=0.05)
-    stream = Keys(settings.storage.key_prefix).alerts
+    keys = Keys(settings.storage.key_prefix, settings.storage.key_buckets)
+    stream = keys.alerts(keys.bucket("pump"))
     try:
         app.test_client().get("/detectar?dato=20&sensor=pump")
         app.test_client().get("/detectar?dato=900&sensor=pump")

@@ -12,6 +12,8 @@ from webapp.detection.base import Detector
 from webapp.detection.base import Window
 from webapp.detection.vote import Voter
 
+TOPOLOGIES = ("single", "cluster")  # tests here run on one Redis and on the Redis Cluster, but those
+# that stop a server of their own (single_redis)
 NOW_MS = time.time_ns() // 1_000_000
 
 
@@ -85,14 +87,15 @@ def test_out_of_range_reading_is_a_recorded_decision(client):
     assert events[0]["kind"] == "decision" and events[0]["window"] == [20.0, 500.0]
 
 
-def test_scores_votes_and_verdicts_are_stored_per_sensor(client, redis_client, redis_prefix):
+def test_scores_votes_and_verdicts_are_stored_per_sensor(client, app, redis_client):
     client.get("/detectar?dato=20&sensor=v1")
     stamp = client.get("/detectar?dato=500&sensor=v1").json["timestamp"]
     ts = redis_client.ts()
-    assert tuple(ts.get(f"{redis_prefix}s:v1:verdict")) == (stamp, 1.0)
-    assert tuple(ts.get(f"{redis_prefix}s:v1:vote:physical")) == (stamp, 1.0)
-    assert ts.get(f"{redis_prefix}s:v1:score:physical")[1] > 1.0
-    labels = ts.info(f"{redis_prefix}s:v1:score:physical").labels
+    keys = app.extensions["store"].keys
+    assert tuple(ts.get(keys.series("v1", "verdict"))) == (stamp, 1.0)
+    assert tuple(ts.get(keys.series("v1", "vote", "physical"))) == (stamp, 1.0)
+    assert ts.get(keys.series("v1", "score", "physical"))[1] > 1.0
+    labels = ts.info(keys.series("v1", "score", "physical")).labels
     assert labels["detector"] == "physical" and labels["sensor"] == "v1" and labels["kind"] == "score"
 
 
@@ -285,6 +288,7 @@ def test_metrics_expose_latency_readings_and_verdicts(client):
     assert 'aeroguard_rejected_total{reason="bad_input"}' in text
 
 
+@pytest.mark.single_redis
 def test_redis_down_answers_503_and_readyz_says_so(settings, make_redis_server):
     server = make_redis_server()
     app = create_app(settings.replace(redis_url=server.url, redis_socket_timeout_s=0.5))

@@ -21,6 +21,8 @@ from webapp import create_app
 from webapp import shutdown
 from webapp.storage import Store
 
+TOPOLOGIES = ("single", "cluster")  # tests here run on one Redis and on the Redis Cluster, but those
+# that stop, fill or pause a server of their own (single_redis)
 POISON = 4611686018427387904  # 2**62: the epoch of the reported attack
 
 
@@ -117,7 +119,8 @@ def test_plain_readings_and_an_edge_group_cannot_share_a_series(client, redis_cl
 # --- 2. bounded Redis memory -----------------------------------------------------------------
 
 def test_new_sensors_are_bounded_by_a_quota_and_nothing_is_written_past_it(settings, redis_client):
-    app = create_app(settings.replace(max_sensors=3))
+    # One key bucket: the quota is the whole of MAX_SENSORS (tests/test_cluster_keys.py: shares).
+    app = create_app(settings.replace(max_sensors=3, key_buckets=1))
     client = app.test_client()
     try:
         for i in range(3):
@@ -154,6 +157,7 @@ def test_a_recent_writer_keeps_its_series(client, app):
     assert client.get("/listar?sensor=busy").json["count"] == 1
 
 
+@pytest.mark.single_redis
 def test_a_full_redis_answers_503_and_nothing_is_half_written(settings, make_redis_server):
     server = make_redis_server(RedisOptions(extra_args=("--maxmemory-policy", "noeviction")))
     raw = redis.Redis.from_url(server.url, decode_responses=True)
@@ -192,6 +196,7 @@ def test_a_repeated_idempotency_key_stores_the_reading_once(client):
     assert client.get("/nuevo?dato=1&sensor=k", headers={"Idempotency-Key": "a b"}).status_code == 400
 
 
+@pytest.mark.single_redis
 def test_every_acknowledged_reading_is_stored_once_across_redis_pauses(settings, make_redis_server):
     """Three writers retry 503s with the same key while Redis is paused (SIGSTOP) for 1, 3
     and 8 s: every reading ends acknowledged and stored exactly once."""
@@ -233,7 +238,7 @@ def test_every_acknowledged_reading_is_stored_once_across_redis_pauses(settings,
 
     assert len(answers) == 3 * per_writer  # every reading acknowledged in the end
     for n in range(3):
-        samples = raw.ts().range(f"{settings.storage.key_prefix}s:w{n}:readings", "-", "+")
+        samples = raw.ts().range(app.extensions["store"].keys.series(f"w{n}", "readings"), "-", "+")
         assert [v for _, v in samples] == [float(i) for i in range(per_writer)]  # once each, in order
         assert [t for t, _ in samples] == [answers[(f"w{n}", i)] for i in range(per_writer)]
     raw.close()

@@ -10,6 +10,9 @@ import pytest
 
 from webapp import create_app
 from webapp import shutdown
+from webapp.storage import Keys
+
+TOPOLOGIES = ("single", "cluster")  # every test here runs on one Redis and on the Redis Cluster
 
 
 @pytest.fixture
@@ -48,7 +51,8 @@ def test_a_run_of_critical_verdicts_is_one_incident_with_start_end_peak_and_dete
     assert closed["peak"]["value"] == 900.0 and closed["alarms"] == len(critical)
     decisions = client.get("/api/v1/anomalies?sensor=oven&kind=decision").json["events"]
     assert len(decisions) >= 3  # the rows are still there for the audit trail
-    assert redis_client.xlen(f"{settings.storage.key_prefix}alerts") == 0  # no webhooks configured: no alerts queued
+    keys = Keys(settings.storage.key_prefix, settings.storage.key_buckets)
+    assert redis_client.xlen(keys.alerts(keys.bucket("oven"))) == 0  # no webhooks configured: no alerts queued
 
 
 def test_one_edge_nodes_exclusions_are_one_incident_per_node(client):
@@ -75,7 +79,7 @@ def test_incident_state_expires_and_the_filter_and_bad_input(client, redis_clien
     client.get("/detectar?dato=20&sensor=b")
     assert [i["subject"] for i in incidents(client, sensor="a")] == ["a"]
     assert incidents(client, sensor="b") == []
-    ttl = redis_client.pttl(f"{settings.storage.key_prefix}incident:a")
+    ttl = redis_client.pttl(Keys(settings.storage.key_prefix, settings.storage.key_buckets).incident("a"))
     assert 0 < ttl <= settings.retention.retention_days * 86_400_000  # a subject that goes quiet is not kept for ever
     assert client.get("/api/v1/incidents?count=0").status_code == 400
     assert client.get("/api/v1/incidents?sensor=a*").status_code == 400

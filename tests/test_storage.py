@@ -15,13 +15,14 @@ from webapp.errors import StoreUnavailable
 from webapp.storage import DAY_MS
 from webapp.storage import Store
 
+TOPOLOGIES = ("single", "cluster")  # every test here runs on one Redis and on the Redis Cluster
 WRITERS = 5
 PER_WRITER = 200
 
 
-def test_concurrent_writers_never_share_a_timestamp(redis_server, settings):
+def test_concurrent_writers_never_share_a_timestamp(redis_connect, settings):
     """Five writers with their own connections, all asking for the same millisecond."""
-    clients = [redis.Redis.from_url(redis_server.url, decode_responses=True) for _ in range(WRITERS)]
+    clients = [redis_connect() for _ in range(WRITERS)]
     stores = [Store(c, settings) for c in clients]
     barrier = threading.Barrier(WRITERS)
     stamps: list[int] = []
@@ -80,25 +81,25 @@ def test_a_reading_older_than_the_newest_goes_after_it(redis_client, settings):
     assert [v for _, v in store.read_range("clock", "-", "+", 10)] == [1.0, 2.0]
 
 
-def test_series_has_labels_retention_and_compaction_rules(redis_client, settings, redis_prefix):
+def test_series_has_labels_retention_and_compaction_rules(redis_client, settings):
     store = Store(redis_client, settings.replace(retention_days=2))
     store.append_reading("lab", 1_000, 1.0)
-    info = redis_client.ts().info(f"{redis_prefix}s:lab:readings")
+    readings = store.keys.series("lab", "readings")
+    info = redis_client.ts().info(readings)
     assert info.retention_msecs == 2 * 86_400_000
     assert info.labels == {"app": "aeroguard", "ns": store.keys.namespace, "sensor": "lab", "kind": "reading"}
     assert info.duplicate_policy in ("block", b"block")
     rules = {key: (rule[0], rule[1]) for key, rule in info.rules.items()}
-    assert rules == {f"{redis_prefix}s:lab:readings:avg_1m": (60_000, "AVG"),
-                     f"{redis_prefix}s:lab:readings:avg_1h": (3_600_000, "AVG")}
-    minute = redis_client.ts().info(f"{redis_prefix}s:lab:readings:avg_1m")
+    assert rules == {f"{readings}:avg_1m": (60_000, "AVG"), f"{readings}:avg_1h": (3_600_000, "AVG")}
+    minute = redis_client.ts().info(f"{readings}:avg_1m")
     assert minute.retention_msecs == settings.retention.minute_retention_days * 86_400_000
 
 
-def test_compaction_averages_each_minute(redis_client, settings, redis_prefix):
+def test_compaction_averages_each_minute(redis_client, settings):
     store = Store(redis_client, settings)
     for second, value in ((0, 10.0), (30, 20.0), (61, 50.0), (125, 1.0)):
         store.append_reading("avg", second * 1000, value)
-    minute = redis_client.ts().range(f"{redis_prefix}s:avg:readings:avg_1m", "-", "+")
+    minute = redis_client.ts().range(store.keys.series("avg", "readings", "avg_1m"), "-", "+")
     assert [(int(t), float(v)) for t, v in minute] == [(0, 15.0), (60_000, 50.0)]
 
 
@@ -115,17 +116,18 @@ def test_epoch_fence_and_idempotency_in_one_step(redis_client, settings):
     assert [v for _, v in store.read_range("g", "-", "+", 10)] == [1.0, 2.0, 3.0]
 
 
-def test_remembered_rounds_are_one_key_per_group_trimmed_to_the_retention(redis_client, settings, redis_prefix):
+def test_remembered_rounds_are_one_key_per_group_trimmed_to_the_retention(redis_client, settings):
     # 5 s: long enough that the key cannot expire while a loaded machine runs the 300 writes.
     store = Store(redis_client, settings.replace(retention_days=5_000 / DAY_MS))
     for round_ in range(300):
         assert store.append_aggregate("many", 1, round_, 1_000 + 100 * round_, 1.0).status == "stored"
-    keys = set(redis_client.scan_iter(f"{redis_prefix}g:many:*"))
-    assert keys == {f"{redis_prefix}g:many:fence", f"{redis_prefix}g:many:done"}
-    remembered = redis_client.zrange(f"{redis_prefix}g:many:done", 0, -1)
+    done = store.keys.group("many", "done")
+    keys = set(redis_client.scan_iter(store.keys.group("many", "*")))
+    assert keys == {store.keys.group("many", "fence"), done}
+    remembered = redis_client.zrange(done, 0, -1)
     assert remembered == [f"1:{r}" for r in range(249, 300)]  # stored within 5 s of the newest
     assert store.append_aggregate("many", 1, 299, 40_000, 1.0).status == "duplicate"
-    assert 0 < redis_client.pttl(f"{redis_prefix}g:many:done") <= 5_000
+    assert 0 < redis_client.pttl(done) <= 5_000
 
 
 def test_judging_state_reads_only_its_window_and_the_reference_level(redis_client, settings):
@@ -140,7 +142,7 @@ def test_judging_state_reads_only_its_window_and_the_reference_level(redis_clien
     decision = decide([Ballot("physical", False, 0.1, 1.0)], required=1)
     store.record_decision("win", 49_000, decision, level=44.25)
     assert store.read_judging_state("win", 1)[1] == 44.25
-    assert 0 < redis_client.pttl(f"{settings.storage.key_prefix}s:win:level") <= store._retention_ms
+    assert 0 < redis_client.pttl(store.keys.series("win", "level")) <= store._retention_ms
 
 
 def test_event_log_is_newest_first_and_filtered(redis_client, settings):
@@ -175,6 +177,7 @@ def test_a_reading_comes_back_with_what_judging_it_needs(redis_client, settings)
     assert store.append_reading("pre", 41_000, 4.0, judging=3).judging == store.read_for_judging("pre", 3, end=41_000)
 
 
+@pytest.mark.single_redis  # starts and fills servers of its own
 def test_wait_for_a_replica_before_acknowledging(settings, make_redis_server):
     """With REDIS_WAIT_REPLICAS=1 a write is acknowledged only once a replica has it."""
     master = make_redis_server()
@@ -190,7 +193,7 @@ def test_wait_for_a_replica_before_acknowledging(settings, make_redis_server):
     patient = Store(client, waiting.replace(redis_wait_timeout_ms=3000))
     stored = patient.append_reading("acked", 2_000, 2.0)
     assert stored.status == "stored"
-    assert replica_client.ts().get(f"{settings.storage.key_prefix}s:acked:readings")[1] == 2.0
+    assert replica_client.ts().get(store.keys.series("acked", "readings"))[1] == 2.0
     patient.append_reading("acked", 3_000, 3.0, judging=2)  # loads the read script, unknown after the flush
     assert patient.append_reading("acked", 4_000, 4.0, judging=2).judging[0].values == (3.0, 4.0)  # read after WAIT
     client.close()
