@@ -28,7 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from kazoo.client import KazooClient
+from kazoo.retry import KazooRetry
+
 from harness import many_groups_report as report
+from harness.faults.znodes import set_config
 from harness.many_groups_worker import NODES_PER_GROUP
 from harness.many_groups_worker import WorkerSpec
 from harness.many_groups_worker import run as run_worker
@@ -41,14 +45,22 @@ OUT_DIR = Path("out/bench-groups")
 # refuse most of them, all coming from 127.0.0.1. srst resets the latency statistics per window.
 ENSEMBLE_CFG = (("maxClientCnxns", "0"), ("4lw.commands.whitelist", "ruok,srvr,mntr,srst"))
 REPLY_TIMEOUT_S = 120.0
+COLLAPSED = 0.5  # no step after one that completed less than this share of its offered rounds
 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """How the bench steps: group counts, period, window per step, worker processes."""
+    """How the bench steps: group counts, period, window per step, worker processes.
 
-    steps: tuple[int, ...] = (10, 50, 100, 200, 400)
+    A step's period is `period_s` until its groups would offer more than `max_offered_rps`
+    rounds/s; beyond that the period grows (``groups / max_offered_rps``, set live through the
+    cluster config znode, as an operator would), so hundreds of groups run without offering
+    this 2-core machine many times what it can do, which would only measure its collapse.
+    """
+
+    steps: tuple[int, ...] = (10, 20, 30, 50, 100, 200, 400)
     period_s: float = 1.0
+    max_offered_rps: float = 30.0
     window_s: float = 20.0
     settle_s: float = 5.0
     workers: int = 4
@@ -144,7 +156,8 @@ def _cpu(pids: Sequence[int | None]) -> float:
     return sum(report.cpu_seconds(pid) for pid in pids)
 
 
-def measure(fleet: Fleet, ensemble: Ensemble, options: BenchOptions, startup_s: float) -> report.Step:
+def measure(fleet: Fleet, ensemble: Ensemble, options: BenchOptions, period_s: float,
+            startup_s: float) -> report.Step:
     """One window: ZooKeeper's zxid, counters and CPU, the nodes' counters and the sink's records."""
     report.reset_stats(ensemble.ports)
     zxid0, cpu0 = report.zxid(ensemble.ports), (_cpu(ensemble.pids()), _cpu(fleet.pids))
@@ -171,8 +184,8 @@ def measure(fleet: Fleet, ensemble: Ensemble, options: BenchOptions, startup_s: 
         return after["counts"].get(name, 0) - before["counts"].get(name, 0)
 
     return report.Step(
-        groups=len(fleet.groups), nodes=after["nodes"], period_s=options.period_s, window_s=round(elapsed, 2),
-        offered_rps=len(fleet.groups) / options.period_s, completed_rps=completed / elapsed,
+        groups=len(fleet.groups), nodes=after["nodes"], period_s=period_s, window_s=round(elapsed, 2),
+        offered_rps=len(fleet.groups) / period_s, completed_rps=completed / elapsed,
         triggered_rps=triggered / elapsed, groups_completing=sum(1 for n in delivered.values() if n > 0),
         txns=txns, txn_per_round=txns / triggered if triggered and txns >= 0 else None, txn_per_s=txns / elapsed,
         latency_p50_ms=report.percentile(after["latencies_ms"], 50),
@@ -204,6 +217,10 @@ def run_bench(ensemble: Ensemble, options: BenchOptions, work_dir: Path,
     """
     zk_root = zk_root or f"/bench-groups-{uuid.uuid4().hex[:8]}"
     begun = time.monotonic()
+    # The bench's own client, on a machine it saturates: retry a connection loss rather than end the run.
+    admin = KazooClient(hosts=ensemble.hosts, timeout=10.0, command_retry=KazooRetry(max_tries=20, delay=0.1,
+                                                                                      max_delay=2.0))
+    admin.start(timeout=30)
     fleet = Fleet(ensemble, zk_root, options, work_dir)
     steps: list[report.Step] = []
     try:
@@ -211,15 +228,23 @@ def run_bench(ensemble: Ensemble, options: BenchOptions, work_dir: Path,
             if time.monotonic() - begun > 60 * options.max_minutes:
                 progress(f"[{target:4d} groups] skipped: the run is past its {options.max_minutes:g} min bound")
                 break
+            if steps and steps[-1].completed_rps < COLLAPSED * steps[-1].offered_rps:
+                progress(f"[{target:4d} groups] skipped: the last step completed less than {COLLAPSED:.0%} of the "
+                         "rounds it offered; more groups would measure only the machine's collapse")
+                break
+            period = max(options.period_s, target / options.max_offered_rps)
+            admin.retry(set_config, admin, {"sampling_period_s": period}, root=zk_root)  # applied live
             added = fleet.add(target - len(fleet.groups))
             if added["failed"]:
                 progress(f"[{target:4d} groups] {added['failed']} nodes did not start (see the worker logs)")
-            settle(fleet, timeout=30.0, extra_s=options.settle_s)
-            step = measure(fleet, ensemble, options, added["seconds"])
+            settle(fleet, timeout=30.0, extra_s=max(options.settle_s, 2 * period))
+            step = measure(fleet, ensemble, options, period, added["seconds"])
             steps.append(step)
             progress(step.progress())
     finally:
         fleet.stop()
+        admin.stop()
+        admin.close()
     return steps
 
 
@@ -228,6 +253,8 @@ def _parse(argv: Sequence[str] | None) -> tuple[BenchOptions, Path]:
     defaults = BenchOptions()
     p.add_argument("--steps", default=",".join(map(str, defaults.steps)), help="group counts, ascending")
     p.add_argument("--period", type=float, default=defaults.period_s, help="sampling period (s)")
+    p.add_argument("--max-offered", type=float, default=defaults.max_offered_rps,
+                   help="rounds/s offered at most: beyond it a step's period grows")
     p.add_argument("--window", type=float, default=defaults.window_s, help="measuring window per step (s)")
     p.add_argument("--settle", type=float, default=defaults.settle_s, help="seconds between start and window")
     p.add_argument("--workers", type=int, default=defaults.workers, help="worker processes")
@@ -238,8 +265,8 @@ def _parse(argv: Sequence[str] | None) -> tuple[BenchOptions, Path]:
     steps = tuple(int(s) for s in args.steps.split(",") if s.strip())
     if not steps or list(steps) != sorted(set(steps)) or steps[0] < 1:
         p.error("--steps must be ascending positive group counts")
-    return BenchOptions(steps, args.period, args.window, args.settle, args.workers, args.session_timeout,
-                        args.max_minutes), args.out
+    return BenchOptions(steps, args.period, args.max_offered, args.window, args.settle, args.workers,
+                        args.session_timeout, args.max_minutes), args.out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -247,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="bench-groups-"))
     zk = ZooKeeperEnsemble(work_dir / "zk", free_ports(3), options=ZooKeeperOptions(heap_mb=512,
                                                                                     extra_cfg=ENSEMBLE_CFG))
-    print(f"bench-groups: {options.steps} groups x {NODES_PER_GROUP} nodes, period {options.period_s:g} s, "
+    print(f"bench-groups: {options.steps} groups x {NODES_PER_GROUP} nodes, period {options.period_s:g} s "
+          f"(longer beyond {options.max_offered_rps:g} rounds/s offered), "
           f"window {options.window_s:g} s, {options.workers} worker processes, ensemble {zk.hosts}; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     try:
@@ -262,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  indent=2))
     report.plot(steps, out / "bench-groups.png")
     print(report.table(steps))
-    print(report.summary(steps, options.period_s))
+    print(report.summary(steps))
     for log in work_dir.glob("worker-*.log"):  # warnings of the edge nodes (aborted rounds, ...)
         shutil.copy(log, out / log.name)
     print(f"wrote {out / 'results.json'}, {out / 'bench-groups.png'} and the workers' logs")

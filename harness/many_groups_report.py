@@ -111,22 +111,36 @@ class Step:
         late = self.latency_p99_ms is not None and self.latency_p99_ms > 1000 * self.period_s
         return self.completed_rps < BEND_RATIO * self.offered_rps or late
 
+    @property
+    def zk_cpu_ms_per_round(self) -> float | None:
+        """ZooKeeper's CPU (all three servers) per completed round."""
+        return 1000 * self.zk_cpu / self.completed_rps if self.completed_rps else None
+
+    @property
+    def edge_cpu_ms_per_round(self) -> float | None:
+        """The simulated nodes' CPU (worker processes, sinks included) per completed round."""
+        return 1000 * self.edge_cpu / self.completed_rps if self.completed_rps else None
+
     def progress(self) -> str:
-        return (f"[{self.groups:4d} groups] {self.completed_rps:6.1f}/{self.offered_rps:.0f} rounds/s, "
+        return (f"[{self.groups:4d} groups, period {self.period_s:g} s] {self.completed_rps:6.1f}/"
+                f"{self.offered_rps:.0f} rounds/s, "
                 f"{_num(self.txn_per_round, 2)} ZK txn/round, p50 {_num(self.latency_p50_ms)} ms "
                 f"p99 {_num(self.latency_p99_ms)} ms, ZK avg/max {_num(self.zk_avg_latency_ms, 1)}/"
                 f"{_num(self.zk_max_latency_ms)} ms, CPU ZK {self.zk_cpu:.2f} edge {self.edge_cpu:.2f} cores, "
                 f"{self.groups_completing}/{self.groups} groups completing" + ("  <- bent" if self.bent else ""))
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "bent": self.bent}
+        return {**asdict(self), "bent": self.bent, "zk_cpu_ms_per_round": self.zk_cpu_ms_per_round,
+                "edge_cpu_ms_per_round": self.edge_cpu_ms_per_round}
 
 
-COLUMNS = (("groups", "groups", 0), ("offered/s", "offered_rps", 0), ("rounds/s", "completed_rps", 1),
+COLUMNS = (("groups", "groups", 0), ("period s", "period_s", 2), ("offered/s", "offered_rps", 0),
+           ("rounds/s", "completed_rps", 1),
            ("groups ok", "groups_completing", 0), ("ZK txn/round", "txn_per_round", 2),
            ("ZK txn/s", "txn_per_s", 0), ("p50 ms", "latency_p50_ms", 0), ("p99 ms", "latency_p99_ms", 0),
            ("ZK avg ms", "zk_avg_latency_ms", 1), ("ZK max ms", "zk_max_latency_ms", 0),
            ("ZK outst.", "zk_outstanding_max", 0), ("CPU ZK", "zk_cpu", 2), ("CPU edge", "edge_cpu", 2),
+           ("ZK CPU ms/round", "zk_cpu_ms_per_round", 1), ("edge CPU ms/round", "edge_cpu_ms_per_round", 1),
            ("aborted", "aborted", 0), ("sess. lost", "sessions_lost", 0))
 
 
@@ -140,22 +154,28 @@ def table(steps: Sequence[Step]) -> str:
     return "\n".join(lines)
 
 
-def summary(steps: Sequence[Step], period_s: float) -> str:
+def summary(steps: Sequence[Step]) -> str:
     """The sustained round rate, where it bends, and what that means in sensors at 1 Hz."""
     if not steps:
         return "no step measured"
     best = max(steps, key=lambda s: s.completed_rps)
     bent = next((s for s in steps if s.bent), None)
     txn = [s.txn_per_round for s in steps if s.txn_per_round is not None and not s.bent]
+    zk_ms = [s.zk_cpu_ms_per_round for s in steps if s.zk_cpu_ms_per_round and not s.bent]
     lines = [f"highest rate: {best.completed_rps:.1f} rounds/s with {best.groups} groups "
-             f"({3 * best.groups} nodes; period {period_s:g} s)",
+             f"({3 * best.groups} nodes; period {best.period_s:g} s)",
              "bends at: " + (f"{bent.groups} groups ({bent.completed_rps:.1f} of {bent.offered_rps:.0f} rounds/s "
                              f"offered, p99 {_num(bent.latency_p99_ms)} ms)" if bent else "no step bent"),
              f"ZooKeeper transactions per round (steps that kept up): "
              f"{_num(min(txn), 2)}-{_num(max(txn), 2)}" if txn else "ZooKeeper transactions per round: n/a",
              f"projection: one ensemble on this machine sustains about {best.completed_rps:.0f} rounds/s, i.e. "
              f"{best.completed_rps:.0f} sensor groups (one fused sensor each) at 1 Hz, "
-             f"{3 * best.completed_rps:.0f} edge nodes, {best.txn_per_s:.0f} ZK writes/s"]
+             f"{3 * best.completed_rps:.0f} edge nodes, {best.txn_per_s:.0f} ZK writes/s, with the simulated "
+             f"nodes sharing the machine's cores with the ensemble"]
+    if zk_ms:
+        lines.append(f"ZooKeeper's own CPU per round (3 servers, steps that kept up): {min(zk_ms):.1f}-"
+                     f"{max(zk_ms):.1f} ms, i.e. at most {2000 / max(zk_ms):.0f} rounds/s if the ensemble had "
+                     f"both cores to itself")
     return "\n".join(lines)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -80,8 +82,16 @@ class Sink:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address) -> None:
+                # A leader whose POST timed out hangs up before the answer: counted, not printed.
+                with sink._lock:
+                    sink.errors += 1
+
+        self.errors = 0
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="sink", daemon=True)
 
@@ -100,10 +110,10 @@ class Sink:
             self._latencies.append(received_ms - doc["timestamp"])
 
     def take(self) -> tuple[dict[str, int], list[float], int]:
-        """Delivered rounds per group (cumulative), the latencies since the last call, duplicates."""
+        """Delivered rounds per group (cumulative), the latencies since the last call, duplicates + errors."""
         with self._lock:
             latencies, self._latencies = self._latencies, []
-            return dict(self.delivered), latencies, self.duplicates
+            return dict(self.delivered), latencies, self.duplicates + self.errors
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -173,6 +183,10 @@ def run(conn, spec: WorkerSpec) -> None:
     threading.stack_size(THREAD_STACK_BYTES)
     logging.basicConfig(level=logging.WARNING, filename=spec.log_path,
                         format=f"%(asctime)s %(levelname)s %(name)s [w{spec.index}] %(message)s")
+    # Tracebacks of kazoo's own threads under overload go to the log too, not over the progress lines.
+    log_file = open(spec.log_path, "a", buffering=1, encoding="utf-8")
+    os.dup2(log_file.fileno(), 2)
+    sys.stderr = log_file
     worker = Worker(spec)
     conn.send({"ready": True, "sink": worker.sink.url})
     while True:
