@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -173,7 +174,6 @@ def simulate(app, sensors: int, hours: float, checkpoint) -> None:
     store, settings = app.extensions["store"], app.extensions["settings"]
     seconds = int(hours * 3600)
     barrier = threading.Barrier(sensors)
-    errors: list[BaseException] = []
 
     def group(n: int) -> None:
         rng = random.Random(n)
@@ -189,17 +189,12 @@ def simulate(app, sensors: int, hours: float, checkpoint) -> None:
                     if barrier.wait() == 0:
                         checkpoint((s + 1) / 3600)
                     barrier.wait()
-        except BaseException as exc:  # reported by the caller; the barrier lets the others finish
-            errors.append(exc)
-            barrier.abort()
+        except BaseException:
+            barrier.abort()  # the other groups stop at their next checkpoint instead of waiting forever
+            raise
 
-    threads = [threading.Thread(target=group, args=(n,)) for n in range(sensors)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    with ThreadPoolExecutor(max_workers=sensors) as pool:
+        list(pool.map(group, range(sensors)))  # raises the first group's error
 
 
 def key_kind(client: redis.Redis, key: str) -> str:
@@ -310,7 +305,9 @@ def run(readings: int = 20_000, sensors: int = 2, hours: float = 6.0, out_dir: P
             server.wait_ready()
             settings = Settings().replace(redis_url=server.url, hostname="bench-storage", env="test")
             app = create_app(settings)
-            client = app.extensions["redis"]
+            # The bench's own connection for INFO, MEMORY USAGE, TS.INFO and the raw TS.ADDs: the
+            # store's client may carry redis-py's TimeSeries reply parsers, which TS.INFO DEBUG breaks.
+            client = redis.Redis.from_url(server.url, decode_responses=True)
             try:
                 log(f"redis-server pid {server.pid} on {server.url}; CPU: {readings} readings per path")
                 cpu = CpuBench(client, app, readings).run()
@@ -325,6 +322,7 @@ def run(readings: int = 20_000, sensors: int = 2, hours: float = 6.0, out_dir: P
                 simulate(app, sensors, hours, checkpoint)
                 kinds = memory_by_kind(client, sensors)
             finally:
+                client.close()
                 shutdown(app)
         finally:
             server.stop()
@@ -351,7 +349,8 @@ def table(results: dict) -> str:
               "| steady MB/sensor | measured now (bytes) |", "|---|---|---|---|---|---|---|---|"]
     for r in results["memory"]:
         per_day = r.get("bytes_per_sensor_per_day")
-        lines.append(f"| {r['kind']} | {r['keys_per_sensor']:g} | {r.get('bytes_per_sample', float('nan')):.2f} "
+        per_sample = r.get("bytes_per_sample")
+        lines.append(f"| {r['kind']} | {r['keys_per_sensor']:g} | {'' if per_sample is None else f'{per_sample:.2f}'} "
                      f"| {r.get('basis', 'fixed keys, as measured')} | {'' if per_day is None else f'{per_day:,.0f}'} "
                      f"| {r.get('retention_days', '')} | {r['steady_bytes_per_sensor'] / 1e6:.3f} "
                      f"| {r['measured_bytes_per_sensor']:,.0f} |")
