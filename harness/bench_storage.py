@@ -54,6 +54,8 @@ JUDGED_SENSORS = 10  # at most; each filled first with the readings judging read
 BATCH = 100  # raw TS.ADDs per pipeline
 SCRIPTS = ("cmdstat_evalsha", "cmdstat_eval")
 DAY_S = 86_400
+SHARD_GB = 24  # data one Redis master holds (a 32 GB host: room for a fork and fragmentation)
+ALLOWANCE = 1.2  # used_memory and fragmentation over the keys' MEMORY USAGE
 
 
 def log(message: str) -> None:
@@ -81,14 +83,11 @@ class CpuBench:
         self.store = app.extensions["store"]
         self.readings = readings
         self.rng = random.Random(7)
-        self.idle_cpu_per_s = self._idle_rate()
+        before = server_cpu_s(client)
+        time.sleep(1.0)  # the idle server's own CPU (cron, clients), taken out of every path's
+        self.idle_cpu_per_s = max(0.0, server_cpu_s(client) - before)
         self.judged_sensors = min(JUDGED_SENSORS, max(1, readings // 1000))
         self.context = readings_judged(app.extensions["panel"], app.extensions["settings"].detection.window_size)
-
-    def _idle_rate(self, seconds: float = 1.0) -> float:
-        before = server_cpu_s(self.client)
-        time.sleep(seconds)
-        return max(0.0, server_cpu_s(self.client) - before) / seconds
 
     def measure(self, path: str, work, commands: Sequence[str], readings: int) -> dict:
         cpu, usec, started = server_cpu_s(self.client), command_usec(self.client, commands), time.perf_counter()
@@ -197,60 +196,68 @@ def simulate(app, sensors: int, hours: float, checkpoint) -> None:
         list(pool.map(group, range(sensors)))  # raises the first group's error
 
 
-def key_kind(client: redis.Redis, key: str) -> str:
-    """What a key holds: TimeSeries by their labels, the rest by the role its name gives."""
-    if client.type(key) == "TSDB-TYPE":
-        labels = ts_info(client, key)["labels"]
-        labels = labels if isinstance(labels, dict) else {k: v for k, v in labels}
-        kind = labels.get("kind", "?")
-        return f"{kind} {labels['agg']}" if "agg" in labels else kind
+ROLES = (("writes", "write ids"), ("done", "write ids"), ("fence", "fence"), ("level", "judging state"),
+         ("peaks", "judging state"), ("registry", "registry"), ("incident", "incidents"), ("incidents", "incidents"),
+         ("events", "events"))
+
+
+def key_kind(key: str, info: dict | None) -> str:
+    """What a key holds: a TimeSeries (`info`: its ``TS.INFO``) by its labels, the rest by the
+    role its name gives."""
+    if info is not None:
+        labels = info["labels"] if isinstance(info["labels"], dict) else dict(info["labels"])
+        return f"{labels.get('kind', '?')} {labels['agg']}" if "agg" in labels else labels.get("kind", "?")
     parts = [part.strip("{}") for part in key.split(":")]
-    for role, kind in (("writes", "write ids"), ("done", "write ids"), ("fence", "fence"), ("level", "judging state"),
-                       ("peaks", "judging state"), ("registry", "registry"), ("incident", "incidents"),
-                       ("incidents", "incidents"), ("events", "events")):
-        if role in parts:
-            return kind
-    return "other"
+    return next((kind for role, kind in ROLES if role in parts), "other")
 
 
-def ts_info(client: redis.Redis, key: str, debug: bool = False) -> dict:
-    reply = client.execute_command("TS.INFO", key, *(["DEBUG"] if debug else []))
+def ts_info(client: redis.Redis, key: str) -> dict:
+    """``TS.INFO key DEBUG`` as a dict, its chunks as dicts (RESP2 replies are flat lists)."""
+    reply = client.execute_command("TS.INFO", key, "DEBUG")
     info = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
-    if debug:
-        info["Chunks"] = [c if isinstance(c, dict) else dict(zip(c[::2], c[1::2])) for c in info["Chunks"]]
+    info["Chunks"] = [c if isinstance(c, dict) else dict(zip(c[::2], c[1::2])) for c in info["Chunks"]]
     return info
-
-
-def owner(key: str, sensors: int) -> str | None:
-    parts = {part.strip("{}") for part in key.split(":")}
-    return next((f"mem-{n}" for n in range(sensors) if f"mem-{n}" in parts), None)
 
 
 def memory_by_kind(client: redis.Redis, sensors: int) -> dict:
     """Bytes of every key by kind (per simulated sensor, and shared), and TimeSeries chunks."""
-    kinds: dict = defaultdict(lambda: {"bytes": 0, "keys": 0, "samples": 0, "closed_bytes": 0,
-                                       "closed_samples": 0, "members": 0})
+    kinds: dict = defaultdict(lambda: dict.fromkeys(("bytes", "keys", "samples", "closed_bytes", "closed_samples",
+                                                     "members"), 0))
     for key in client.scan_iter(count=1000):
-        kind = key_kind(client, key)
-        entry = kinds[kind if owner(key, sensors) else f"(shared) {kind}"]
+        held = client.type(key)
+        info = ts_info(client, key) if held == "TSDB-TYPE" else None
+        own = any(f"mem-{n}" in {part.strip("{}") for part in key.split(":")} for n in range(sensors))
+        entry = kinds[key_kind(key, info) if own else f"(shared) {key_kind(key, info)}"]
         entry["bytes"] += client.memory_usage(key, samples=0) or 0
         entry["keys"] += 1
-        if client.type(key) == "TSDB-TYPE":
-            chunks = ts_info(client, key, debug=True)["Chunks"]
+        if info is not None:
+            chunks = info["Chunks"]
             entry["samples"] += sum(int(c["samples"]) for c in chunks)
             entry["closed_bytes"] += sum(int(c["size"]) for c in chunks[:-1])
             entry["closed_samples"] += sum(int(c["samples"]) for c in chunks[:-1])
-        elif client.type(key) == "zset":
+        elif held == "zset":
             entry["members"] += client.zcard(key)
     return dict(kinds)
+
+
+def bytes_per_sample(kind: str, entry: dict, minute: dict, raw: dict) -> tuple[float, str]:
+    """From closed chunks; a compaction tier, which closes no chunk in hours, from the 1m or the
+    raw tier's; failing all, open chunks (4,096 bytes each whatever they hold: an upper bound)."""
+    closed = [(entry, "closed chunks")]
+    if kind.startswith("reading_avg"):
+        closed += [(minute, "the 1m tier's closed chunks"), (raw, "the raw tier's closed chunks")]
+    for source, basis in closed:
+        if source.get("closed_samples"):
+            return source["closed_bytes"] / source["closed_samples"], basis
+    source = entry if entry["samples"] else raw
+    return source["bytes"] / max(source["samples"], 1), "open chunks (upper bound)"
 
 
 def steady_state(kinds: dict, sensors: int, retention) -> list[dict]:
     """Each per-sensor kind's bytes per sensor per day and at steady state under `retention`.
 
-    TimeSeries: samples a day (1 Hz; a compaction, one per bucket) times bytes per sample in
-    closed chunks (all chunks when none closed yet: an upper bound), kept for the tier's
-    retention. Write ids: an edge group's are kept for ``retention_days`` (the aggregate's id
+    TimeSeries: samples a day (1 Hz; a compaction, one per bucket) times `bytes_per_sample`,
+    kept for the tier's retention. Write ids: an edge group's are kept for ``retention_days`` (the aggregate's id
     window is the series' retention, `webapp.storage.ingest`), one per second. The rest is a
     few fixed keys per sensor, as measured.
     """
@@ -267,22 +274,12 @@ def steady_state(kinds: dict, sensors: int, retention) -> list[dict]:
         row = {"kind": kind, "keys_per_sensor": keys, "measured_bytes_per_sensor": entry["bytes"] / sensors}
         if kind in per_day and kind != "write ids":
             samples = entry["samples"]
-            fallbacks = [(entry, "closed chunks")]
-            if kind.startswith("reading_avg"):  # as few samples a day as these close no chunk in hours
-                fallbacks += [(minute, "the 1m tier's closed chunks"), (raw, "the raw tier's closed chunks")]
-            source, basis = next(((e, b) for e, b in fallbacks if e.get("closed_samples")), (None, ""))
-            if source is not None:
-                row["bytes_per_sample"] = source["closed_bytes"] / source["closed_samples"]
-                row["basis"] = basis
-            else:
-                row["bytes_per_sample"] = (entry["bytes"] / samples) if samples else float("nan")
-                row["basis"] = "open chunks (upper bound)"
+            row["bytes_per_sample"], row["basis"] = bytes_per_sample(kind, entry, minute, raw)
             overhead = entry["bytes"] / entry["keys"] - row["bytes_per_sample"] * samples / entry["keys"]
             row["key_overhead_bytes"] = max(overhead, 0.0)
         elif kind == "write ids":
-            row["bytes_per_sample"] = entry["bytes"] / max(entry["members"], 1)
-            row["basis"] = "bytes per zset member"
-            row["key_overhead_bytes"] = 0.0
+            row.update(bytes_per_sample=entry["bytes"] / max(entry["members"], 1), basis="bytes per zset member",
+                       key_overhead_bytes=0.0)
         if kind in per_day:
             row["bytes_per_sensor_per_day"] = per_day[kind] * row["bytes_per_sample"] * keys
             row["retention_days"] = days[kind]
@@ -328,10 +325,9 @@ def run(readings: int = 20_000, sensors: int = 2, hours: float = 6.0, out_dir: P
             server.stop()
     rows = steady_state(kinds, sensors, settings.retention)
     total = sum(row["steady_bytes_per_sensor"] for row in rows)
-    results = {"cpu": cpu, "memory": rows, "kinds": kinds, "used_memory": used,
-               "simulated": {"sensors": sensors, "hours": hours},
-               "retention": dataclasses.asdict(settings.retention),
-               "steady_mb_per_sensor": total / 1e6, "sensors_per_gb": 1e9 / total if total else None}
+    results = {"cpu": cpu, "memory": rows, "kinds": kinds, "used_memory": used, "sensors": sensors, "hours": hours,
+               "retention": dataclasses.asdict(settings.retention), "steady_mb_per_sensor": total / 1e6,
+               "sensors_per_gb": 1e9 / total, "sensors_per_shard": SHARD_GB * 1e9 / (total * ALLOWANCE)}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
@@ -355,7 +351,9 @@ def table(results: dict) -> str:
                      f"| {r.get('retention_days', '')} | {r['steady_bytes_per_sensor'] / 1e6:.3f} "
                      f"| {r['measured_bytes_per_sensor']:,.0f} |")
     lines.append(f"\nsteady state: {results['steady_mb_per_sensor']:.2f} MB per sensor, "
-                 f"{results['sensors_per_gb']:,.0f} sensors per GB (keys and values; add Redis' own overhead)")
+                 f"{results['sensors_per_gb']:,.0f} sensors per GB of keys and values; "
+                 f"{results['sensors_per_shard']:,.0f} per shard of {SHARD_GB} GB with x{ALLOWANCE} for Redis' own "
+                 f"overhead and fragmentation (docs/capacity.md)")
     return "\n".join(lines)
 
 

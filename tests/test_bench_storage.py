@@ -9,7 +9,7 @@ TIERS = ("reading", "reading_avg 1m", "reading_avg 1h", "score", "vote", "verdic
 
 
 def test_tiny_run_measures_cpu_per_reading_and_bytes_per_tier(tmp_path):
-    results = run(readings=200, sensors=1, hours=0.2, out_dir=tmp_path)
+    results = run(readings=50, sensors=1, hours=0.05, out_dir=tmp_path)
 
     assert [r["path"] for r in results["cpu"]] == list(PATHS)
     assert all(r["redis_cpu_us"] > 0 and r["readings_per_s_at_half_core"] > 0 for r in results["cpu"])
