@@ -33,7 +33,7 @@ from edge.sources import build_source
 log = logging.getLogger(__name__)
 
 NODES_PER_GROUP = 3
-START_THREADS = 16
+START_THREADS = 4  # per worker: more concurrent handshakes time out on a saturated machine
 STOP_THREADS = 64
 CONNECT_TIMEOUT_S = 30.0
 THREAD_STACK_BYTES = 512 * 1024  # ~8 threads per node, thousands per process: 8 MiB stacks add up
