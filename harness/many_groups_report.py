@@ -161,7 +161,7 @@ def summary(steps: Sequence[Step]) -> str:
     best = max(steps, key=lambda s: s.completed_rps)
     bent = next((s for s in steps if s.bent), None)
     txn = [s.txn_per_round for s in steps if s.txn_per_round is not None and not s.bent]
-    zk_ms = [s.zk_cpu_ms_per_round for s in steps if s.zk_cpu_ms_per_round and not s.bent]
+    kept = [s for s in steps if not s.bent and s.completed_rps]
     lines = [f"highest rate: {best.completed_rps:.1f} rounds/s with {best.groups} groups "
              f"({3 * best.groups} nodes; period {best.period_s:g} s)",
              "bends at: " + (f"{bent.groups} groups ({bent.completed_rps:.1f} of {bent.offered_rps:.0f} rounds/s "
@@ -172,10 +172,12 @@ def summary(steps: Sequence[Step]) -> str:
              f"{best.completed_rps:.0f} sensor groups (one fused sensor each) at 1 Hz, "
              f"{3 * best.completed_rps:.0f} edge nodes, {best.txn_per_s:.0f} ZK writes/s, with the simulated "
              f"nodes sharing the machine's cores with the ensemble"]
-    if zk_ms:
-        lines.append(f"ZooKeeper's own CPU per round (3 servers, steps that kept up): {min(zk_ms):.1f}-"
-                     f"{max(zk_ms):.1f} ms, i.e. at most {2000 / max(zk_ms):.0f} rounds/s if the ensemble had "
-                     f"both cores to itself")
+    if len(kept) >= 2 and kept[-1].completed_rps > kept[0].completed_rps:
+        # The slope between the steps that kept up leaves out the three JVMs' idle baseline.
+        slope = (kept[-1].zk_cpu - kept[0].zk_cpu) / (kept[-1].completed_rps - kept[0].completed_rps)
+        idle = kept[0].zk_cpu - slope * kept[0].completed_rps
+        lines.append(f"ZooKeeper's own CPU (3 servers): about {1000 * slope:.1f} ms per extra round over an idle "
+                     f"{idle:.2f} cores, between {kept[0].groups} and {kept[-1].groups} groups")
     return "\n".join(lines)
 
 
