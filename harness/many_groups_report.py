@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from harness.zookeeper import zk_command
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -160,13 +162,14 @@ def summary(steps: Sequence[Step]) -> str:
         return "no step measured"
     best = max(steps, key=lambda s: s.completed_rps)
     bent = next((s for s in steps if s.bent), None)
-    txn = [s.txn_per_round for s in steps if s.txn_per_round is not None and not s.bent]
-    kept = [s for s in steps if not s.bent and s.completed_rps]
+    fastest = min(s.period_s for s in steps)
+    kept = [s for s in steps if not s.bent and s.completed_rps and s.period_s == fastest]
+    txn = [s.txn_per_round for s in kept if s.txn_per_round is not None]
     lines = [f"highest rate: {best.completed_rps:.1f} rounds/s with {best.groups} groups "
              f"({3 * best.groups} nodes; period {best.period_s:g} s)",
              "bends at: " + (f"{bent.groups} groups ({bent.completed_rps:.1f} of {bent.offered_rps:.0f} rounds/s "
                              f"offered, p99 {_num(bent.latency_p99_ms)} ms)" if bent else "no step bent"),
-             f"ZooKeeper transactions per round (steps that kept up): "
+             f"ZooKeeper transactions per round (steps at {fastest:g} s that kept up): "
              f"{_num(min(txn), 2)}-{_num(max(txn), 2)}" if txn else "ZooKeeper transactions per round: n/a",
              f"projection: one ensemble on this machine sustains about {best.completed_rps:.0f} rounds/s, i.e. "
              f"{best.completed_rps:.0f} sensor groups (one fused sensor each) at 1 Hz, "
@@ -178,7 +181,28 @@ def summary(steps: Sequence[Step]) -> str:
         idle = kept[0].zk_cpu - slope * kept[0].completed_rps
         lines.append(f"ZooKeeper's own CPU (3 servers): about {1000 * slope:.1f} ms per extra round over an idle "
                      f"{idle:.2f} cores, between {kept[0].groups} and {kept[-1].groups} groups")
+    split = split_writes([s for s in steps if not s.bent and s.txns >= 0])
+    if split:
+        per_round, per_node = split
+        lines.append(f"ZooKeeper writes split: {per_round:.2f} per round + {per_node:.2f}/s per live node "
+                     f"(its upkeep), i.e. {per_round + 3 * per_node:.1f} writes/s per group at 1 Hz")
     return "\n".join(lines)
+
+
+def split_writes(steps: Sequence[Step]) -> tuple[float, float] | None:
+    """Least squares of ZK writes/s = a x rounds/s + b x live nodes, over steps of two or more periods.
+
+    At one period nodes and rounds grow together and cannot be told apart; a step at a longer
+    period (the large steps) separates the per-round writes from the nodes' upkeep.
+
+    Returns ``(a, b)``, or None when the steps hold a single period.
+    """
+    if len({s.period_s for s in steps}) < 2:
+        return None
+    x = np.array([[s.completed_rps, s.nodes] for s in steps], dtype=float)
+    y = np.array([s.txn_per_s for s in steps], dtype=float)
+    (a, b), *_ = np.linalg.lstsq(x, y, rcond=None)
+    return float(a), float(b)
 
 
 def plot(steps: Sequence[Step], path: Path) -> None:
