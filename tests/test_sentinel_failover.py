@@ -26,6 +26,7 @@ from harness.process import LOOPBACK
 from harness.process import wait_until
 from harness.redis_topology import RedisSentinelSet
 from webapp import create_app
+from webapp.storage.keys import Keys
 
 GROUPS = 4
 ROUNDS = 250
@@ -141,14 +142,14 @@ def unavailability(stream: Stream, fault_at: float) -> float:
     return max(gaps, default=float("inf"))
 
 
-def assert_stored_exactly_once(topology: RedisSentinelSet, prefix: str, stream: Stream, base_ms: int) -> None:
+def assert_stored_exactly_once(topology: RedisSentinelSet, keys: Keys, stream: Stream, base_ms: int) -> None:
     master = topology.master_index()
     assert master is not None
     client = redis.Redis(host=LOOPBACK, port=topology.ports.servers[master], decode_responses=True)
     try:
         for group, rounds in stream.acked.items():
             assert rounds == list(range(1, ROUNDS + 1)), f"{group}: every round acknowledged, in order"
-            samples = client.ts().range(f"{prefix}s:{group}:readings", "-", "+")
+            samples = client.ts().range(keys.series(group, "readings"), "-", "+")
             expected = [(aggregate(group, r, base_ms)["timestamp"], r + 0.25) for r in rounds]
             stored = [(int(t), float(v)) for t, v in samples]
             missing = sorted(set(expected) - set(stored))
@@ -179,7 +180,7 @@ def test_kill_master_while_streaming_loses_no_acknowledged_reading(make_sentinel
     stream, base_ms, fault_at = run_stream(settings, topology, kill_and_rejoin)
     report("kill -9 master", stream, fault_at)
     # Every round acknowledged before the stream's deadline: writes came back after the failover.
-    assert_stored_exactly_once(topology, redis_prefix, stream, base_ms)
+    assert_stored_exactly_once(topology, Keys(redis_prefix, settings.storage.key_buckets), stream, base_ms)
 
 
 @pytest.mark.slow
@@ -195,7 +196,7 @@ def test_paused_master_accepts_nothing_after_failover(make_sentinel_set, setting
     try:
         stream, base_ms, fault_at = run_stream(settings, topology, pause_and_resume)
         report("SIGSTOP/SIGCONT master", stream, fault_at)
-        assert_stored_exactly_once(topology, redis_prefix, stream, base_ms)
+        assert_stored_exactly_once(topology, Keys(redis_prefix, settings.storage.key_buckets), stream, base_ms)
         # The resumed old master was demoted: it takes no write of its own any more.
         wait_until(lambda: topology.role(0) == "slave", 20, "the old master to be demoted")
         with pytest.raises(redis.ReadOnlyError):
