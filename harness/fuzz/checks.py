@@ -1,6 +1,7 @@
 """What `make fuzz` checks, and the run that checks it after each request: no answer is a 5xx,
 a rejected request (4xx) leaves Redis as it was (`StoreState`), and at the end no made-up label
-value in ``/metrics``, no moved fence, no more plain sensors than ``MAX_SENSORS``."""
+value in ``/metrics``, no moved fence, no key bucket holding more plain sensors than its share of
+``MAX_SENSORS`` (so at most ``MAX_SENSORS + buckets - 1`` in all), keys read through `Keys`."""
 from __future__ import annotations
 
 import http.client
@@ -19,6 +20,7 @@ from harness.fuzz.attacks import FENCED_EPOCH
 from harness.fuzz.attacks import FENCED_GROUP
 from harness.fuzz.attacks import Generator
 from harness.fuzz.attacks import Request
+from webapp.storage.keys import Keys
 
 WARM_UP_READINGS = 12  # more than a window (WINDOW_SIZE, 10 by default)
 
@@ -31,7 +33,7 @@ class StoreState:
         self.prefix = prefix
 
     def take(self) -> dict[str, object]:
-        # Not the write-id sets (`<prefix>s:<sensor>:writes`): they expire IDEMPOTENCY_WINDOW_S
+        # Not the write-id sets (`<prefix>{N}:s:<sensor>:writes`): they expire IDEMPOTENCY_WINDOW_S
         # after their last write by design, so one may vanish while any request is answered.
         keys = sorted(k for k in self.client.scan_iter(match=f"{self.prefix}*", count=1000)
                       if not k.endswith(":writes"))
@@ -89,20 +91,26 @@ def send(host: str, port: int, request: Request, timeout: float = 10.0) -> int |
 
 def fuzz(base_url: str, client: redis.Redis, prefix: str, requests: int, seed: int,
          progress_every: int = 1000, out=sys.stdout, zk=None, zk_root: str = "/aeroguard",
-         max_sensors: int | None = None) -> Report:
+         max_sensors: int | None = None, buckets: int = 16) -> Report:
     """Send `requests` generated requests to `base_url`, checking each answer against Redis.
 
     With `zk` (a started kazoo client of the web tier's ensemble) `FENCED_GROUP`'s election
-    is made to have issued `FENCED_EPOCH`, and the run ends by checking that no poisoned epoch
-    moved its fence; with `max_sensors` (the web tier's ``MAX_SENSORS``), that the sensor flood
-    stayed within it.
+    is made to have issued `FENCED_EPOCH` and its leader stores a first aggregate, and the run
+    ends by checking that no poisoned epoch moved its fence; with `max_sensors` (the web tier's
+    ``MAX_SENSORS``), that the sensor flood stayed within every bucket's share of it. `buckets`
+    is the web tier's ``AEROGUARD_KEY_BUCKETS``. A key the run must have written (the fence, a
+    sensor registry) that is found nowhere is a violation: the check reads the wrong key layout.
     """
     split = urlsplit(base_url)
     generator, state, report = Generator(seed), StoreState(client, prefix), Report()
+    keys = Keys(prefix, buckets)
     if zk is not None:
         path = f"{zk_root.rstrip('/')}/groups/{FENCED_GROUP}/epoch"
         zk.ensure_path(path)
         zk.set(path, json.dumps({"epoch": FENCED_EPOCH, "leader": "fuzz"}).encode())
+        status = send(split.hostname, split.port, leader_aggregate(generator))
+        if not isinstance(status, int) or not 200 <= status < 300:
+            report.violations.append(f"{FENCED_GROUP}'s leader aggregate (epoch {FENCED_EPOCH}) answered {status}")
     # The first judgement of a full window runs the learned detectors' models for the first
     # time (over 10 s on a busy machine): once, before the checks, so no request times out on it.
     for n in range(WARM_UP_READINGS):
@@ -127,13 +135,46 @@ def fuzz(base_url: str, client: redis.Redis, prefix: str, requests: int, seed: i
             print(f"  {n}/{requests} in {time.monotonic() - started:.0f} s; 5xx/violations so far: "
                   f"{len(report.violations)}", file=out, flush=True)
     report.violations += invented_labels(split.hostname, split.port, generator.invented)
-    fence = client.hget(f"{prefix}g:{FENCED_GROUP}:fence", "epoch")
-    if zk is not None and fence is not None and int(fence) != FENCED_EPOCH:
-        report.violations.append(f"{FENCED_GROUP}'s fence moved to epoch {fence}; its election issued {FENCED_EPOCH}")
-    sensors = client.zcard(f"{prefix}registry:sensors")
-    if max_sensors is not None and sensors > max_sensors:
-        report.violations.append(f"{sensors} plain sensors stored, more than MAX_SENSORS={max_sensors}")
+    if zk is not None:
+        report.violations += fence_moved(client, keys)
+    if max_sensors is not None:
+        report.violations += sensors_over_quota(client, keys, max_sensors)
     return report
+
+
+def leader_aggregate(generator: Generator) -> Request:
+    """`FENCED_GROUP`'s next round from the leader its election issued `FENCED_EPOCH` to: the fence."""
+    generator.rounds[FENCED_GROUP] += 1
+    body = {"group": FENCED_GROUP, "epoch": FENCED_EPOCH, "round": generator.rounds[FENCED_GROUP],
+            "timestamp": int(time.time() * 1000), "value": 20.0, "readings": [{"node_id": "n1", "value": 20.0}]}
+    return Request("POST", "/api/v1/readings", json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+def fence_moved(client: redis.Redis, keys: Keys) -> list[str]:
+    """Violations: `FENCED_GROUP`'s fence is missing (its leader stored a round) or not at `FENCED_EPOCH`."""
+    key = keys.group(FENCED_GROUP, "fence")
+    fence = client.hget(key, "epoch")
+    if fence is None:
+        return [f"no fence at {key} although {FENCED_GROUP}'s leader stored a round: wrong key layout?"]
+    if int(fence) != FENCED_EPOCH:
+        return [f"{FENCED_GROUP}'s fence moved to epoch {fence}; its election issued {FENCED_EPOCH}"]
+    return []
+
+
+def sensors_over_quota(client: redis.Redis, keys: Keys, max_sensors: int) -> list[str]:
+    """Violations: a bucket's sensor registry holding more than its share of `max_sensors`
+    (``MAX_SENSORS`` is enforced per bucket, docs/decisions.md), or no registry at all (the
+    warm-up sensor is always stored)."""
+    pipe = client.pipeline(transaction=False)
+    for bucket in keys.all_buckets:
+        pipe.zcard(keys.registry("sensors", bucket))
+    counts = pipe.execute()
+    if not any(counts):
+        return [f"no plain sensor in any of the {keys.buckets} registries {keys.registry('sensors', 0)}...: "
+                "wrong key layout or AEROGUARD_KEY_BUCKETS?"]
+    share = keys.share(max_sensors)
+    return [f"{count} plain sensors in bucket {bucket}, more than its share {share} of MAX_SENSORS={max_sensors}"
+            for bucket, count in enumerate(counts) if share and count > share]
 
 
 def invented_labels(host: str, port: int, invented: set[str]) -> list[str]:
