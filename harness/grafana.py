@@ -26,9 +26,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from webapp.config import StorageSettings
 from webapp.detection.manifest import OPTIONAL
 from webapp.detection.manifest import PANEL as DETECTORS
 from webapp.detection.physical import THRESHOLD as PHYSICAL_THRESHOLD
+from webapp.storage.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "grafana" / "dashboards"
@@ -61,15 +63,20 @@ def ts_target(ref: str, filter_: str, legend: str = "sensor", value: str = "") -
     return target
 
 
-# The event log's stream of each kind (webapp.storage.Keys.event_log): decisions keep the
-# original key, sensor faults have their own, so their noise cannot push decisions out.
-EVENT_STREAMS = {"decision": "${prefix}events", "sensor_fault": "${prefix}events:sensor_fault"}
+# Every key the dashboards name, built by the web tier's own `Keys` under the ``$prefix``
+# variable, with the default AEROGUARD_KEY_BUCKETS (a deployment with another count regenerates
+# them with `render(buckets=...)`). The event log of each kind is one stream per bucket
+# (`Keys.event_log`); sensor faults have their own, so their noise cannot push decisions out.
+KEYS = Keys("${prefix}", StorageSettings().key_buckets)
+EVENTS_SHOWN = 500
 
 
-def events_target(ref: str, count: int = 500, kind: str = "decision") -> dict:
-    """The newest `count` entries of the event log of `kind` in the dashboard's time range."""
-    return {"refId": ref, "datasource": REDIS, "type": "command", "command": "xrevrange",
-            "keyName": EVENT_STREAMS[kind], "count": count}
+def events_targets(keys: Keys, kind: str, count: int = EVENTS_SHOWN) -> list[dict]:
+    """One target per bucket: the newest `count` entries of its stream of `kind` in the time range
+    (the newest `count` of all may sit in any one bucket)."""
+    return [{"refId": f"bucket{bucket}", "datasource": REDIS, "type": "command", "command": "xrevrange",
+             "keyName": keys.event_log(kind, bucket), "count": count}
+            for bucket in keys.all_buckets]
 
 
 def prom_target(ref: str, expr: str, legend: str) -> dict:
@@ -111,25 +118,29 @@ def timeseries(title: str, description: str, targets: list[dict], datasource: di
     return panel
 
 
-def events_table(title: str, description: str, kind: str) -> dict:
-    """A table of the event log's entries of one `kind`, the JSON ``event`` field spread into columns."""
+def events_table(title: str, description: str, kind: str, keys: Keys) -> dict:
+    """A table of the event log's entries of one `kind`: every bucket's stream merged into one
+    frame, the JSON ``event`` field spread into columns, newest first, the newest `EVENTS_SHOWN`."""
     return {
         "type": "table", "title": title, "description": description, "datasource": REDIS,
-        "targets": [events_target("A", kind=kind)],
+        "targets": events_targets(keys, kind),
         "transformations": [
+            {"id": "merge", "options": {}},
             {"id": "extractFields", "options": {"source": "event", "format": "json", "replace": False,
                                                  "keepTime": False}},
             {"id": "filterByValue", "options": {"type": "include", "match": "all", "filters": [
                 {"fieldName": "kind", "config": {"id": "equal", "options": {"value": kind}}}]}},
             {"id": "organize", "options": {"excludeByName": {"$streamId": True, "event": True, "window": True,
                                                              "votes": True, "quorum": True}}},
+            {"id": "sortBy", "options": {"fields": {}, "sort": [{"field": "$time", "desc": True}]}},
+            {"id": "limit", "options": {"limitField": EVENTS_SHOWN}},
         ],
         "fieldConfig": {"defaults": {}, "overrides": []},
         "options": {"showHeader": True, "sortBy": [{"displayName": "$time", "desc": True}]},
     }
 
 
-def decisions_dashboard(manifest: dict) -> dict:
+def decisions_dashboard(manifest: dict, keys: Keys = KEYS) -> dict:
     layout = Layout()
     limits = thresholds(manifest)
     versions = {name: entry.get("version") for name, entry in manifest.get("models", {}).items()}
@@ -174,11 +185,11 @@ def decisions_dashboard(manifest: dict) -> dict:
         layout.place(events_table(
             "Anomalies (warning and critical decisions)",
             "The event log's decision entries, newest first: verdict, votes and the window judged.",
-            "decision"), 12, 9),
+            "decision", keys), 12, 9),
         layout.place(events_table(
             "Sensor-fault events",
             "Edge nodes left out of a fused reading because they disagreed with the others.",
-            "sensor_fault"), 12, 9),
+            "sensor_fault", keys), 12, 9),
     ]
     return {
         "uid": "aeroguard-overview",
@@ -198,7 +209,8 @@ def decisions_dashboard(manifest: dict) -> dict:
              "description": "AEROGUARD_KEY_PREFIX without its colons (the ns label of every series)."},
             {"name": "prefix", "label": "Key prefix", "type": "textbox", "query": "ag:",
              "current": {"text": "ag:", "value": "ag:"},
-             "description": "AEROGUARD_KEY_PREFIX itself (names the event log stream <prefix>events)."},
+             "description": "AEROGUARD_KEY_PREFIX itself (names the event log's streams "
+                            f"{keys.event_log('decision', 0)}, …, one per key bucket)."},
             {"name": "sensor", "label": "Sensor", "type": "query", "datasource": REDIS,
              "query": "TS.QUERYINDEX app=aeroguard ns=$ns kind=reading",
              "regex": "/(?:^|:)s:([A-Za-z0-9_.-]+):readings$/",
@@ -271,8 +283,9 @@ def health_dashboard() -> dict:
     }
 
 
-def render(manifest_path: Path = MANIFEST) -> dict[str, str]:
-    """File name -> JSON text of every dashboard."""
+def render(manifest_path: Path = MANIFEST, buckets: int = KEYS.buckets) -> dict[str, str]:
+    """File name -> JSON text of every dashboard, reading `buckets` key buckets (AEROGUARD_KEY_BUCKETS)."""
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    dashboards = {"aeroguard.json": decisions_dashboard(manifest), "aeroguard-health.json": health_dashboard()}
+    dashboards = {"aeroguard.json": decisions_dashboard(manifest, Keys(KEYS.prefix, buckets)),
+                  "aeroguard-health.json": health_dashboard()}
     return {name: json.dumps(board, indent=2) + "\n" for name, board in dashboards.items()}

@@ -214,6 +214,23 @@ class Demo:
             return self.redis.execute_command(command.upper(), key, *bounds, "COUNT", target.get("count", 100))
         raise AssertionError(f"no emulation for the plugin command {command!r}: add it here")
 
+    def panel_rows(self, panel: dict, sensors: list[str] | None = None) -> list:
+        """Every target's rows of `panel`, in its time range, one list."""
+        return [row for target in panel["targets"] for row in self.run(target, *self.panel_range(panel), sensors)]
+
+    def table(self, panel: dict) -> list[dict]:
+        """An event table's rows as Grafana shows them: every target's stream entries merged
+        (``merge``), their JSON ``event`` decoded, sorted by ``$time`` (the stream id's
+        milliseconds) as ``sortBy`` says, and cut by ``limit``."""
+        steps = {step["id"]: step["options"] for step in panel["transformations"]}
+        assert panel["transformations"][0]["id"] == "merge", "one table from every bucket's stream"
+        (order,) = steps["sortBy"]["sort"]
+        assert order["field"] == "$time"
+        rows = [{"$time": int(entry_id.split("-")[0]), **json.loads(fields["event"])}
+                for entry_id, fields in self.panel_rows(panel)]   # redis-py pairs up the fields
+        rows.sort(key=lambda row: row["$time"], reverse=order.get("desc", False))
+        return rows[:steps["limit"]["limitField"]]
+
     def panel_range(self, panel: dict) -> tuple[int, int]:
         """The panel's time range: the dashboard's (now-6h), or the panel's own `timeFrom`."""
         span = {"6h": 6 * HOUR_MS, "7d": 7 * 24 * HOUR_MS}[panel.get("timeFrom", "6h")]
@@ -261,13 +278,14 @@ def demo(redis_server):
 
 
 def _redis_queries() -> list:
+    """Every panel with a Redis query (an event table has one per key bucket: it has data when any has)."""
     board = _dashboard("aeroguard.json")
-    cases = [pytest.param(panel, target, id=f"{panel['id']}-{target['refId']}")
-             for panel in board["panels"] for target in panel["targets"]
-             if target["datasource"]["type"] == "redis-datasource"]
+    cases = [pytest.param(panel, id=str(panel["id"])) for panel in board["panels"]
+             if any(target["datasource"]["type"] == "redis-datasource" for target in panel["targets"])]
     for annotation in board["annotations"]["list"]:
         if annotation["datasource"].get("type") == "redis-datasource":
-            cases.append(pytest.param({"title": annotation["name"]}, annotation["target"], id=annotation["name"]))
+            cases.append(pytest.param({"title": annotation["name"], "targets": [annotation["target"]]},
+                                      id=annotation["name"]))
     return cases
 
 
@@ -275,11 +293,9 @@ def test_the_sensor_variable_lists_every_sensor_of_the_namespace(demo):
     assert demo.sensors() == ["boiler-1", "kettle"]
 
 
-@pytest.mark.parametrize("panel, target", _redis_queries())
-def test_every_redis_panel_has_data_after_a_demo_run(demo, panel, target):
-    start, end = demo.panel_range(panel)
-    rows = demo.run(target, start, end)
-    assert rows, f"{panel['title']}: no data for {target}"
+@pytest.mark.parametrize("panel", _redis_queries())
+def test_every_redis_panel_has_data_after_a_demo_run(demo, panel):
+    assert demo.panel_rows(panel), f"{panel['title']}: no data for {panel['targets']}"
 
 
 @pytest.mark.parametrize("sensor", ["kettle", "boiler-1"])
@@ -295,14 +311,20 @@ def test_verdict_panel_shows_the_critical_anomaly_and_the_event_tables_their_kin
     panels = {panel["title"]: panel for panel in board["panels"]}
     verdicts = demo.run(panels["Verdicts"]["targets"][0], *demo.panel_range(panels["Verdicts"]))
     assert max(float(value) for _, value in verdicts) == 2.0
+    keys = Keys(demo.settings.storage.key_prefix, demo.settings.storage.key_buckets)
     for title, kind in (("Sensor-fault events", "sensor_fault"),
                         ("Anomalies (warning and critical decisions)", "decision")):
         panel = panels[title]
-        entries = demo.run(panel["targets"][0], *demo.panel_range(panel))
-        events = [json.loads(fields["event"]) for _, fields in entries]   # redis-py pairs up the fields
-        wanted = panel["transformations"][1]["options"]["filters"][0]
-        assert wanted["fieldName"] == "kind" and wanted["config"]["options"]["value"] == kind
+        # One target per key bucket, each the web tier's own stream of that bucket.
+        streams = [demo.interpolate(target["keyName"]) for target in panel["targets"]]
+        assert streams == [keys.event_log(kind, bucket) for bucket in keys.all_buckets], title
+        events = demo.table(panel)
+        (wanted,) = (step for step in panel["transformations"] if step["id"] == "filterByValue")
+        (match,) = wanted["options"]["filters"]
+        assert match["fieldName"] == "kind" and match["config"]["options"]["value"] == kind
         assert [e for e in events if e["kind"] == kind], f"{title}: no {kind} event in the log"
+        times = [e["$time"] for e in events]
+        assert times == sorted(times, reverse=True), f"{title}: not newest first"
     (critical,) = [a for a in board["annotations"]["list"] if not a.get("builtIn")]
     assert 'level="critical"' in critical["expr"] and critical["datasource"]["type"] == "prometheus"
 
