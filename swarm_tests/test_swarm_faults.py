@@ -12,6 +12,11 @@ import pytest
 
 from harness import swarm
 from swarm_tests.load import SteadyLoad
+from webapp.config import StorageSettings
+from webapp.storage.keys import Keys
+
+# The stack's web tier runs with the default key prefix and bucket count (docker-stack.yml sets neither).
+KEYS = Keys(StorageSettings().key_prefix, StorageSettings().key_buckets)
 
 
 def converged(stack, timeout: float = 240) -> None:
@@ -191,7 +196,7 @@ def redis_cli(stack, *args: str) -> list[str]:
 def stored_rounds(stack, group: str, since_ms: int) -> list[tuple[int, int, int]]:
     """(timestamp, epoch, round) of every aggregate of `group` stored from `since_ms`, by time:
     the members of the web tier's ``group:epoch:round`` idempotency set (webapp/storage/scripts.py)."""
-    flat = redis_cli(stack, "ZRANGEBYSCORE", f"ag:g:{group}:done", str(since_ms), "+inf", "WITHSCORES")
+    flat = redis_cli(stack, "ZRANGEBYSCORE", KEYS.group(group, "done"), str(since_ms), "+inf", "WITHSCORES")
     pairs = zip(flat[::2], flat[1::2])
     return [(int(float(ts)), *map(int, member.split(":"))) for member, ts in pairs]
 
