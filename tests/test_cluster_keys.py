@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from harness.process import LOOPBACK
@@ -19,6 +20,7 @@ from webapp.errors import QuotaReached
 from webapp.errors import StoreUnavailable
 from webapp.storage import Keys
 from webapp.storage import Store
+from webapp.storage.base import raise_first_error
 
 TOPOLOGIES = ("single", "cluster")
 SENSORS = [f"line-{n}" for n in range(12)]  # 12 names over 16 buckets: every shard gets some
@@ -179,5 +181,31 @@ def test_wait_counts_the_replica_of_the_node_that_took_the_write(redis_cluster, 
             with redis_cluster.node_client(replica) as direct:
                 direct.execute_command("READONLY")  # a cluster replica answers reads of its slots
                 assert float(direct.execute_command("TS.GET", key)[1]) == float(n)
+    finally:
+        client.close()
+
+
+def test_a_failover_error_in_a_cluster_pipeline_reaches_the_store_as_an_error(redis_cluster, redis_prefix):
+    """redis-py's cluster pipeline runs each command's response callback on an error reply too,
+    and ``TS.REVRANGE``'s parser then raised a ``TypeError`` the store did not translate (a 500
+    during a failover, found by tests/test_cluster_failover.py). The web tier's cluster client
+    lets errors through its callbacks, so the judging read is a `StoreUnavailable` (503)."""
+    settings = Settings().replace(key_prefix=redis_prefix, env="test",
+                                  redis_cluster_nodes=tuple((LOOPBACK, port) for port in redis_cluster.ports))
+    client = make_redis(settings.storage)
+    try:
+        store = Store(client, settings)
+        store.append_reading("parsed", 1_000, 1.0)
+        assert store.read_judging_state("parsed", 5)[0].values == (1.0,)  # replies are still parsed
+        client.ts()  # registers the TimeSeries callbacks again, as every store call does
+        lost = redis.ConnectionError("Connection closed by server.")
+        callbacks = client.cluster_response_callbacks
+        assert {"TS.REVRANGE", "TS.RANGE", "TS.GET"} <= set(callbacks)
+        for command, callback in callbacks.items():
+            assert callback(lost) is lost, command
+        with pytest.raises(redis.ConnectionError):  # a RedisError: the store answers it 503
+            raise_first_error([None, lost])
+    except TypeError as exc:  # what the unwrapped callbacks raised
+        pytest.fail(f"a callback parsed an error reply: {exc}")
     finally:
         client.close()

@@ -228,9 +228,8 @@ def test_every_redis_dashboard_query_runs_as_grafanas_read_only_user(secured):
         queries = _redis_queries()
         assert queries
         for case in queries:
-            panel, target = case.values
-            rows = reader.run(target, *reader.panel_range(panel))
-            assert rows, f"{panel['title']}: no data as the grafana user"
+            (panel,) = case.values
+            assert reader.panel_rows(panel), f"{panel['title']}: no data as the grafana user"
     finally:
         reader.redis.close()
         shutdown(written.app)

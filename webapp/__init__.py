@@ -11,7 +11,6 @@ from flask import request
 from flask.json.provider import DefaultJSONProvider
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode
-from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 from werkzeug.exceptions import HTTPException
@@ -31,6 +30,7 @@ from webapp.errors import WebappError
 from webapp.responses import respond
 from webapp.storage import DAY_MS
 from webapp.storage import Store
+from webapp.storage.base import ClusterClient
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def make_redis(storage: StorageSettings) -> redis.Redis:
     if storage.redis_cluster_nodes:
         nodes = [ClusterNode(host, port) for host, port in storage.redis_cluster_nodes]
         options.pop("retry_on_error")  # the cluster client retries connection errors by itself
-        return RedisCluster(startup_nodes=nodes, **options)
+        return ClusterClient(startup_nodes=nodes, **options)
     if storage.redis_sentinels:
         sentinel = Sentinel(
             list(storage.redis_sentinels), min_other_sentinels=1,

@@ -8,6 +8,7 @@ from typing import TypeAlias
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
 
 from webapp.config import Settings
 from webapp.errors import StoreUnavailable
@@ -31,6 +32,31 @@ def raise_first_error(replies: list) -> list:
     return replies
 
 
+def _unless_error(callback, response, **options):
+    return response if isinstance(response, Exception) else callback(response, **options)
+
+
+class ClusterClient(RedisCluster):
+    """`redis.cluster.RedisCluster` whose response callbacks let an error reply through.
+
+    redis-py's cluster pipeline runs a command's response callback on its reply even when the
+    reply is an error (a failover's ``ConnectionError``; ``_send_cluster_commands`` in
+    redis/cluster.py, redis-py 8.1): ``TS.REVRANGE``'s parser then fails with a ``TypeError``,
+    which no one translates into `StoreUnavailable`, so the request was answered 500 instead of
+    503. Wrapped, the error stays a reply and `raise_first_error` raises it. The TimeSeries
+    commands register their callbacks again on every ``client.ts()``, so the wrapping is done
+    in `set_response_callback` too.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for command, callback in list(self.cluster_response_callbacks.items()):
+            self.cluster_response_callbacks[command] = functools.partial(_unless_error, callback)
+
+    def set_response_callback(self, command, callback) -> None:
+        super().set_response_callback(command, functools.partial(_unless_error, callback))
+
+
 def _unavailable(method):
     """Translate Redis failures into `StoreUnavailable` (answered 503, retried by clients)."""
 
@@ -38,7 +64,7 @@ def _unavailable(method):
     def wrapper(*args, **kwargs):
         try:
             return method(*args, **kwargs)
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:  # the latter: no cluster node answers
             raise StoreUnavailable(f"storage unavailable: {exc.__class__.__name__}") from exc
 
     return wrapper
