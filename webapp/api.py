@@ -121,7 +121,11 @@ def ingest():
                            f"({settings.retention.retention_days:g} days)")
         _ext("epochs").admit(aggregate.group, aggregate.epoch)
     _ext("store").check_owner({aggregate.group for aggregate in aggregates}, "groups")
-    results = [_ingest_one(aggregate) for aggregate in aggregates]
+    # One round trip stores them all; judging item k reads the window ending at its timestamp,
+    # so judging each in order afterwards decides as storing and judging one by one did.
+    stored = _ext("store").append_aggregates([(aggregate.group, aggregate.epoch, aggregate.round,
+                                                aggregate.timestamp, aggregate.value) for aggregate in aggregates])
+    results = [_ingest_one(aggregate, each) for aggregate, each in zip(aggregates, stored)]
     codes = [code for _, code in results]
     status = 409 if 409 in codes else 201 if 201 in codes else 200
     if isinstance(body, list):
@@ -129,10 +133,9 @@ def ingest():
     return respond(results[0][0], status)
 
 
-def _ingest_one(aggregate) -> tuple[dict, int]:
+def _ingest_one(aggregate, stored: Stored) -> tuple[dict, int]:
+    """Judge one stored aggregate (or re-judge a duplicate never judged); its answer and code."""
     settings, store = _ext("settings"), _ext("store")
-    stored = store.append_aggregate(aggregate.group, aggregate.epoch, aggregate.round,
-                                    aggregate.timestamp, aggregate.value)
     base = {"group": aggregate.group, "epoch": aggregate.epoch, "round": aggregate.round}
     if stored.status == "stale":
         metrics.REJECTED.labels("stale_epoch").inc()

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from typing import TypeAlias
 
 import redis
 
@@ -19,6 +20,7 @@ from webapp.storage.base import _unavailable
 from webapp.storage.base import raise_first_error
 from webapp.storage.scripts import APPEND
 
+Aggregate: TypeAlias = tuple[str, int, int, int, float]  # group, epoch, round, ts (ms), value
 FORGET_PER_CREATE = 10  # idle series a new one clears away first: cleanup keeps pace with growth
 
 
@@ -162,8 +164,72 @@ class Ingest(StoreBase):
         accepted for the group, and ``Stored("duplicate", ts)`` when this round was stored.
         Raises `NameTaken` when plain readings already use the group's name.
         """
-        keys = [self.keys.group(group, "fence"), self.keys.group(group, "done")]
-        return self._run_append(group, "groups", ts, value, keys, (epoch, f"{epoch}:{round_}", self._retention_ms))
+        return self.append_aggregates([(group, epoch, round_, ts, value)])[0]
+
+    @_unavailable
+    def append_aggregates(self, items: Sequence[Aggregate]) -> list[Stored]:
+        """Store edge aggregates, each ``(group, epoch, round, ts, value)`` as `append_aggregate`
+        does, in one round trip: a pipeline of their append scripts, in order, then one ``WAIT``
+        per master written (`_append_batch`). Answers per item, in order. A group's first
+        aggregate finds no series: it is created and that group's items run again, as do items
+        the server had no script for. Raises `NameTaken` (the first item whose name plain
+        readings use) after the whole list ran: the other items are stored, unjudged.
+        """
+        window = self._retention_ms
+        calls = []
+        for group, epoch, round_, ts, value in items:
+            keys = [self.keys.series(group, "readings"), self.keys.group(group, "fence"),
+                    self.keys.group(group, "done"), *self._registries("groups", group)]
+            calls.append((keys, [ts, repr(float(value)), epoch, f"{epoch}:{round_}", window, group]))
+        replies: list = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _ in range(3):  # at most: a script loaded, then series created
+            for i, reply in zip(pending, self._append_batch([calls[i] for i in pending])):
+                replies[i] = reply
+            missing = {items[i][0] for i in pending if not isinstance(replies[i], Exception)
+                       and replies[i][0] == "missing"}
+            if any(isinstance(replies[i], redis.exceptions.NoScriptError) for i in pending):
+                self.client.script_load(APPEND)
+            elif missing:
+                for group in sorted(missing):
+                    self._create_series(group, "groups", self.keys.series(group, "readings"))
+            else:
+                break
+            pending = [i for i in pending if isinstance(replies[i], Exception) or replies[i][0] == "missing"]
+        raise_first_error(replies)
+        for (group, *_), (status, _) in zip(items, replies):
+            if status == "conflict":
+                raise NameTaken(group, "groups")
+        return [Stored("stale", newest_epoch=int(stamp)) if status == "stale" else Stored(status, int(stamp))
+                for status, stamp in replies]
+
+    def _append_batch(self, calls: list[tuple[list, list]]) -> list:
+        """Run the append script once per call (KEYS, ARGV) in one non-transactional pipeline;
+        with ``wait_replicas``, one ``WAIT`` per master written, queued after its writes on the
+        connection that sent them (`_wait_on`: one on one Redis). Returns the scripts' replies,
+        a ``NoScriptError`` standing for one that did not run; raises any other error, and
+        `StoreUnavailable` when a master's replicas did not acknowledge in time or a key's slot
+        moved during the write (that ``WAIT`` counted another node's replicas)."""
+        wanted = self.settings.storage.redis_wait_replicas
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", self._append.sha, len(keys), *keys, *args)
+        owners = [self._owner(keys[0]) for keys, _ in calls]
+        masters = {owner: keys[0] for owner, (keys, _) in zip(owners, calls)} if wanted else {}
+        for key in masters.values():
+            self._wait_on(pipe, key)
+        replies = pipe.execute(raise_on_error=False)
+        results, acks = replies[:len(calls)], replies[len(calls):]
+        raise_first_error([r for r in results if not isinstance(r, redis.exceptions.NoScriptError)] + acks)
+        if not wanted:
+            return results
+        for (owner, key), acked in zip(masters.items(), acks):
+            written = [r for o, r in zip(owners, results) if o == owner and isinstance(r, list)]
+            if int(acked) < wanted and any(r[0] in ("stored", "duplicate") for r in written):
+                raise StoreUnavailable(f"write reached {acked} of {wanted} replica(s) in time: retry")
+        if owners != [self._owner(keys[0]) for keys, _ in calls]:
+            raise StoreUnavailable("a key's slot moved during the write: retry")
+        return results
 
     @_unavailable
     def check_owner(self, names: set[str], kind: str) -> None:
