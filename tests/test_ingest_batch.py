@@ -99,3 +99,13 @@ def test_a_replica_short_list_is_refused_whole(app, settings):
         assert answer.status_code == 503
     finally:
         shutdown(waiting)
+
+
+def test_a_server_that_lost_its_scripts_still_stores_the_list(app):
+    """After ``SCRIPT FLUSH`` (a restart, a failover) the list's scripts answer NOSCRIPT: the
+    script is loaded and those items run again, each stored once."""
+    store = app.extensions["store"]
+    assert [s.status for s in store.append_aggregates([("flushed-a", 1, 1, NOW_MS, 1.0)])] == ["stored"]
+    store.client.script_flush()
+    items = [("flushed-a", 1, 2, NOW_MS + 1, 2.0), ("flushed-b", 1, 1, NOW_MS, 3.0), ("flushed-a", 1, 2, NOW_MS, 9.0)]
+    assert [s.status for s in store.append_aggregates(items)] == ["stored", "stored", "duplicate"]
