@@ -31,6 +31,7 @@ help:
 	@echo "make bench-detection  /detectar over gRPC to the stand-in: worker RSS, p50/p99 at 200 req/s"
 	@echo "make bench-groups  10..400 edge groups against one ZooKeeper ensemble: ZK writes/round, rounds/s, where it bends (out/bench-groups)"
 	@echo "make bench-storage  Redis CPU per stored reading and memory per sensor per retention tier (out/bench-storage, docs/capacity.md)"
+	@echo "make bench-ingest  readings stored/s via POST /api/v1/readings, one Redis vs 3-master cluster, 1 vs 50 per POST, beside raw TS.ADD"
 	@echo "make clean   stop the stack, remove .run/ and caches; distclean also .venv/ .cache/"
 	@echo "make swarm-up | swarm-test | swarm-down   docker-stack.yml on a private single-node Swarm (.run/swarm/): deploy, test it, remove it"
 
@@ -63,6 +64,7 @@ test: setup
 bench: setup
 	$(VENV_PY) -m scripts.bench $(BENCH_ARGS)
 	$(VENV_PY) -m scripts.bench_detection $(BENCH_DETECTION_ARGS)
+	$(VENV_PY) -m harness.bench_ingest $(BENCH_INGEST_ARGS)
 
 fuzz: setup
 	$(VENV_PY) -m scripts.fuzz --requests $(or $(REQUESTS),10000) $(FUZZ_ARGS)
@@ -96,6 +98,12 @@ bench-groups: setup
 # sensor per day in each retention tier, on a private Redis; BENCH_STORAGE_ARGS="--readings 20000 --hours 6".
 bench-storage: setup
 	$(VENV_PY) -m harness.bench_storage $(BENCH_STORAGE_ARGS)
+
+# Edge ingest, readings stored/s through the web tier: one Redis vs a 3-master Redis Cluster, one
+# aggregate vs lists of 50 per POST, beside raw pipelined TS.ADD (also the last step of make bench);
+# BENCH_INGEST_ARGS="--seconds 8 --threads 3 --list 50".
+bench-ingest: setup
+	$(VENV_PY) -m harness.bench_ingest $(BENCH_INGEST_ARGS)
 
 # The gRPC client's messages (webapp/inference/aeroguard_tfserving_pb2.py, committed).
 protos:
