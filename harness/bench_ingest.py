@@ -4,14 +4,19 @@
 Starts a private redis-server with TimeSeries (`harness.redis_server`) and a private Redis
 Cluster of 3 masters and 3 replicas (`harness.redis_cluster`), and, for each, the web tier
 ``create_app(settings)`` as each topology is deployed (one Redis: no ``WAIT``; the cluster:
-``REDIS_WAIT_REPLICAS=1``, as ``make up REDIS=cluster`` runs it). `THREADS` threads, each with
-its own Flask test client (in process: no HTTP server, so the figures are the web tier's
-Python and storage work, not gunicorn's; the learned detectors are left out, as in
-`harness.bench`, so judging is the physical rule's), post ``/api/v1/readings`` for their own edge groups
-for a fixed time: one aggregate per request, then lists of `LIST` aggregates (one round of
-each of `LIST` groups). Every aggregate is stored and judged, and each must be answered
-``stored``. Then raw pipelined ``TS.ADD`` (pipelines of `RAW_BATCH`, over keys spread across
-every shard) on the same server(s). Readings stored per second, in one run.
+``REDIS_WAIT_REPLICAS=1``, as ``make up REDIS=cluster`` runs it).
+
+1. `THREADS` threads, each with its own Flask test client (in process: no HTTP server, so the
+   figures are the web tier's Python and storage work, not gunicorn's; the learned detectors
+   are left out, as in `harness.bench`), post ``/api/v1/readings`` for their own edge groups
+   for a fixed time: one aggregate per request, then lists of `LIST` aggregates (one round of
+   each of `LIST` groups). Every aggregate is stored and judged and must be answered ``stored``.
+2. The store alone (no judging, one thread): ``Store.append_aggregate`` per aggregate vs
+   ``Store.append_aggregates`` per list.
+3. Raw pipelined ``TS.ADD`` (pipelines of `RAW_BATCH`, over keys spread across every shard)
+   on the same server(s), one client.
+
+Readings stored per second, in one run.
 
 ``python -m harness.bench_ingest [--seconds S] [--threads N] [--list L]`` prints progress and a table.
 """
@@ -117,6 +122,22 @@ def raw_ts_add(client, seconds: float, prefix: str) -> dict:
     return {"readings_per_s": added / (time.perf_counter() - began), "stored": added}
 
 
+def appends_for(store, seconds: float, per_list: int, name: str) -> dict:
+    """The store alone, one thread: `per_list` groups' aggregates stored for `seconds`, one
+    ``append_aggregate`` call each or one ``append_aggregates`` call per list (no judging)."""
+    groups = [f"{name}-{g}" for g in range(per_list)]
+    store.append_aggregates([(group, 1, 0, _now_ms(), 20.0) for group in groups])  # creates the series
+    stored, round_ = 0, 1
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        items = [(group, 1, round_, _now_ms(), 20.0) for group in groups]
+        answers = store.append_aggregates(items) if name.startswith("list") else \
+            [store.append_aggregate(*item) for item in items]
+        stored += sum(1 for answer in answers if answer.status == "stored")
+        round_ += 1
+    return {"readings_per_s": stored / (time.perf_counter() - began), "stored": stored}
+
+
 def measure_topology(label: str, settings: Settings, raw_client, seconds: float, threads: int,
                      per_list: int) -> dict:
     app = create_app(settings)
@@ -128,6 +149,11 @@ def measure_topology(label: str, settings: Settings, raw_client, seconds: float,
             figures[kind] = post_for(app, seconds, threads, size, f"{kind}-{size}")
             log(f"  {figures[kind]['readings_per_s']:,.0f} readings/s, {figures[kind]['requests_per_s']:,.0f} req/s, "
                 f"{figures[kind]['not_stored']} not stored")
+        for kind in ("single", "list"):
+            log(f"{label}: the store alone, {per_list} aggregates per {'call each' if kind == 'single' else 'list'}"
+                f", 1 thread, {seconds / 2:g} s")
+            figures[f"append_{kind}"] = appends_for(app.extensions["store"], seconds / 2, per_list, f"{kind}-store")
+            log(f"  {figures[f'append_{kind}']['readings_per_s']:,.0f} appends/s")
     finally:
         shutdown(app)
     log(f"{label}: raw pipelined TS.ADD (pipelines of {RAW_BATCH}, {RAW_KEYS} keys) for {seconds / 2:g} s")
@@ -177,6 +203,12 @@ def report(results: dict, threads: int, per_list: int) -> None:
         single, listed, raw = (r[k]["readings_per_s"] for k in ("single", "list", "raw"))
         print(f"{name:<20} {single:>12,.0f} {listed:>12,.0f} {listed / single:>8.2f}x {raw:>12,.0f} "
               f"{listed / raw:>10.3f}x")
+    print()
+    print("the store alone (Store.append_aggregate per aggregate vs append_aggregates per list; no judging), 1 thread")
+    print(f"{'topology':<20} {'1 per call':>12} {f'{per_list} per call':>12} {'list / 1':>9}")
+    for name, r in results.items():
+        single, listed = r["append_single"]["readings_per_s"], r["append_list"]["readings_per_s"]
+        print(f"{name:<20} {single:>12,.0f} {listed:>12,.0f} {listed / single:>8.2f}x")
     bad = sum(r[k]["not_stored"] for r in results.values() for k in ("single", "list"))
     print(f"aggregates not answered 'stored': {bad}")
 
