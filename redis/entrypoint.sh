@@ -8,6 +8,9 @@
 #
 #   entrypoint.sh server [REDIS-SERVER OPTIONS...]   e.g. --replicaof redis-1 6379
 #   entrypoint.sh sentinel ANNOUNCE_HOSTNAME
+#   entrypoint.sh cluster ANNOUNCE_HOSTNAME [REDIS-SERVER OPTIONS...]
+#                                                      a Redis Cluster node (deploy/swarm-cluster.yml)
+#   entrypoint.sh cluster-create HOST:PORT...          forms the cluster once (1 replica per master)
 #   entrypoint.sh health server|sentinel               healthcheck: PING answers PONG
 #
 # Paths default to the redis/redis-stack-server image and the stack's mounts; tests/test_deploy.py
@@ -51,17 +54,83 @@ grafana_user() {
 role=${1:-}
 [ $# -gt 0 ] && shift
 umask 077
-case $role in
-server)
+# Writes redis.conf with the passwords to a new file in the container's own filesystem (a
+# tmpfs), never in the data volume, and prints its path.
+server_conf() {
     read_passwords
-    # The full config lives only in the container's own filesystem (a tmpfs), never in the data volume.
     conf=$(mktemp "${TMPDIR:-/tmp}/redis.XXXXXX")
     {
         grep -v '^user grafana ' "$CONF_DIR/redis.conf"
         grafana_user "$CONF_DIR/redis.conf"
         printf 'requirepass %s\nmasterauth %s\n' "$pw" "$pw"
     } > "$conf"
+    printf '%s' "$conf"
+}
+
+# Prints "PONG" when HOST PORT answers PING (REDISCLI_AUTH set).
+pong() {
+    "$BIN/redis-cli" -h "$1" -p "$2" ping 2>/dev/null || true
+}
+
+# Prints one field of CLUSTER INFO at HOST PORT.
+cluster_field() {
+    "$BIN/redis-cli" -h "$1" -p "$2" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$3://p"
+}
+
+# wait_for WANT TRIES DELAY CMD...: runs CMD every DELAY s until it prints WANT; fails after TRIES.
+wait_for() {
+    want=$1 tries=$2 delay=$3
+    shift 3
+    until [ "$("$@")" = "$want" ]; do
+        tries=$((tries - 1))
+        [ "$tries" -gt 0 ] || return 1
+        sleep "$delay"
+    done
+}
+
+case $role in
+server)
+    conf=$(server_conf)
     exec "$BIN/redis-server" "$conf" "$@"
+    ;;
+cluster)
+    # Clients reach every node by its announced name (the swarm service), never a task IP:
+    # CLUSTER SHARDS/SLOTS and MOVED redirections give the hostname. The cluster bus between
+    # nodes still uses IPs; nodes.conf (in /data) keeps what the node learnt of its peers.
+    [ $# -ge 1 ] || die "usage: entrypoint.sh cluster ANNOUNCE_HOSTNAME [REDIS-SERVER OPTIONS...]"
+    host=$1
+    shift
+    conf=$(server_conf)
+    printf 'cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-announce-hostname %s\ncluster-preferred-endpoint-type hostname\n' \
+        "$host" >> "$conf"
+    exec "$BIN/redis-server" "$conf" "$@"
+    ;;
+cluster-create)
+    # One-shot: waits for every node, forms the cluster unless one node already has all the
+    # slots (a restarted task does nothing), and waits until every node reports it ok.
+    # CLUSTER MEET takes IPs only: the names are resolved here, the nodes announce their names.
+    [ $# -ge 6 ] || die "usage: entrypoint.sh cluster-create HOST:PORT... (6 nodes: 3 masters, 3 replicas)"
+    REDISCLI_AUTH=$(read_secret "$SECRET")
+    export REDISCLI_AUTH
+    addrs=""
+    for node in "$@"; do
+        h=${node%:*} p=${node##*:}
+        wait_for PONG 90 2 pong "$h" "$p" || die "$node does not answer PING"
+        if [ "$(cluster_field "$h" "$p" cluster_slots_assigned)" = 16384 ]; then
+            echo "entrypoint.sh: the cluster is formed already ($node has every slot)"
+            exit 0
+        fi
+        ip=$(getent hosts "$h" | sed -n '1s/ .*//p')
+        [ -n "$ip" ] || die "$h does not resolve"
+        addrs="$addrs $ip:$p"
+    done
+    # shellcheck disable=SC2086  # one word per node
+    "$BIN/redis-cli" --cluster create $addrs --cluster-replicas 1 --cluster-yes
+    for node in "$@"; do
+        h=${node%:*} p=${node##*:}
+        wait_for ok 60 1 cluster_field "$h" "$p" cluster_state || die "$node: cluster_state is not ok after the create"
+    done
+    echo "entrypoint.sh: cluster formed:$addrs"
     ;;
 sentinel)
     [ $# -eq 1 ] || die "usage: entrypoint.sh sentinel ANNOUNCE_HOSTNAME"
@@ -95,6 +164,6 @@ health)
     [ "$("$BIN/redis-cli" -h 127.0.0.1 -p "$port" ping)" = PONG ]
     ;;
 *)
-    die "usage: entrypoint.sh server|sentinel|health ..."
+    die "usage: entrypoint.sh server|sentinel|cluster|cluster-create|health ..."
     ;;
 esac

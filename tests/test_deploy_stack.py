@@ -279,3 +279,38 @@ def test_deploy_doc_names_every_service_and_pinned_image(stack):
             assert image in doc, f"docs/deploy.md does not name {image}"
     base = next(args for instr, args in serving_dockerfile() if instr == "FROM")
     assert base in doc
+
+
+def test_the_redis_cluster_override_merges_into_the_stack():
+    """deploy/swarm-cluster.yml (`make swarm-up REDIS=cluster`): six cluster nodes announcing
+    their service names, the one-shot that forms the cluster, the web tier pointed at them, and
+    the Sentinel topology kept off every node (harness/swarm/deploy.py scales it to 0)."""
+    from harness.swarm.deploy import CLUSTER_FILE
+    from harness.swarm.deploy import SENTINEL_SERVICES
+
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("docker CLI not installed: the merge is not checked")
+    env = os.environ | {"VISUALIZER_IMAGE": "dockersamples/visualizer@sha256:" + "0" * 64}
+    result = subprocess.run([docker, "stack", "config", "-c", str(STACK_FILE), "-c", str(CLUSTER_FILE)],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "unsupported" not in result.stderr.lower(), result.stderr
+    merged = yaml.safe_load(result.stdout)
+    services = merged["services"]
+    nodes = [f"redis-cluster-{i}" for i in range(1, 7)]
+    for node in nodes:
+        service = services[node]
+        assert service["command"][:2] == ["cluster", node]
+        assert service["deploy"]["endpoint_mode"] == "dnsrr"
+        assert {c["source"] for c in service["configs"]} <= set(merged["configs"])
+        assert "redis_password" in {s["source"] for s in service["secrets"]}
+        assert service["volumes"][0]["source"] in merged["volumes"]
+    create = services["redis-cluster-create"]
+    assert create["command"] == ["cluster-create", *(f"{node}:6379" for node in nodes)]
+    assert create["deploy"]["restart_policy"]["condition"] == "on-failure"
+    web = services["web"]["environment"]
+    assert web["REDIS_CLUSTER_NODES"] == ",".join(f"{node}:6379" for node in nodes)
+    assert web["REDIS_WAIT_REPLICAS"] == "1"
+    for name in SENTINEL_SERVICES:
+        assert services[name]["deploy"]["placement"]["constraints"] == ["node.labels.aeroguard.omitted == true"]

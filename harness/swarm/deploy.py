@@ -1,8 +1,9 @@
 """The stack on the swarm: its secrets (made once, kept under ``.run/swarm/secrets``), `docker
-stack deploy` of docker-stack.yml with deploy/swarm-local.yml, and waiting until every service
-has converged."""
+stack deploy` of docker-stack.yml with deploy/swarm-local.yml (and, with ``REDIS=cluster``,
+deploy/swarm-cluster.yml), and waiting until every service has converged."""
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import time
@@ -19,6 +20,12 @@ STACK_FILES = [ROOT / "docker-stack.yml", ROOT / "deploy" / "swarm-local.yml"]
 WEB_URL = "https://127.0.0.1:8443"
 # Services deploy/swarm-local.yml leaves out: their images cannot be had here.
 OMITTED = ("grafana", "visualizer")
+# `make swarm-up REDIS=cluster`: storage as a Redis Cluster. The override cannot delete the
+# Sentinel topology's services it replaces: scaled to 0 like OMITTED.
+CLUSTER_FILE = ROOT / "deploy" / "swarm-cluster.yml"
+SENTINEL_SERVICES = ("redis-1", "redis-2", "redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3")
+# Services whose task runs once and exits 0 (Complete): converged then, not before.
+ONE_SHOT = ("redis-cluster-create",)
 # The secrets docker-stack.yml names (external), with how each value is made.
 HEX_SECRETS = {
     "aeroguard_redis_password": 32,
@@ -67,9 +74,25 @@ def create_secrets(engine: Engine) -> None:
     info(f"secrets in place ({len(HEX_SECRETS) + 3}; values in {SECRETS_DIR})")
 
 
-def deploy(engine: Engine, images: dict[str, str]) -> None:
+def redis_variant() -> str:
+    """``REDIS`` as `make swarm-up REDIS=cluster` passes it: "sentinel" (the default) or "cluster"."""
+    variant = os.environ.get("REDIS") or "sentinel"
+    if variant not in ("sentinel", "cluster"):
+        raise SwarmError(f"REDIS={variant}: the swarm stack has REDIS=sentinel (the default) or REDIS=cluster")
+    return variant
+
+
+def stack_files(variant: str = "sentinel") -> list[Path]:
+    return STACK_FILES + ([CLUSTER_FILE] if variant == "cluster" else [])
+
+
+def scaled_to_zero(variant: str = "sentinel") -> tuple[str, ...]:
+    return OMITTED + (SENTINEL_SERVICES if variant == "cluster" else ())
+
+
+def deploy(engine: Engine, images: dict[str, str], variant: str = "sentinel") -> None:
     argv = ["stack", "deploy", "--resolve-image", "never", "--prune"]
-    for path in STACK_FILES:
+    for path in stack_files(variant):
         argv += ["-c", str(path)]
     result = engine.docker(*argv, STACK, cwd=ROOT, extra_env=images, check=False)
     if result.returncode != 0 and "only updates to Labels are allowed" in result.stderr:
@@ -81,8 +104,9 @@ def deploy(engine: Engine, images: dict[str, str]) -> None:
     for line in result.stdout.splitlines():
         info(line)
     # deploy/swarm-local.yml cannot set `replicas: 0` (docker 20.10's loader drops zero values).
-    engine.docker("service", "scale", "--detach", *(f"{STACK}_{name}=0" for name in OMITTED))
-    info(f"not deployed here (0 replicas): {', '.join(OMITTED)}")
+    zero = scaled_to_zero(variant)
+    engine.docker("service", "scale", "--detach", *(f"{STACK}_{name}=0" for name in zero))
+    info(f"not deployed here (0 replicas): {', '.join(zero)}")
 
 
 def service_status(engine: Engine) -> dict[str, tuple[int, int]]:
@@ -101,6 +125,10 @@ def service_status(engine: Engine) -> dict[str, tuple[int, int]]:
         name = name.removeprefix(f"{STACK}_")
         if status.startswith("Up") and "health: starting" not in status and "unhealthy" not in status:
             ready[name] = ready.get(name, 0) + 1
+    for name in set(ONE_SHOT) & set(desired):
+        states = engine.docker("service", "ps", "--format", "{{.CurrentState}}", f"{STACK}_{name}").stdout
+        if any(state.startswith("Complete") for state in states.splitlines()):
+            ready[name] = desired[name]
     return {name: (ready[name], desired[name]) for name in desired}
 
 

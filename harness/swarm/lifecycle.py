@@ -9,10 +9,11 @@ import time
 
 from harness.process import ROOT
 from harness.swarm.deploy import STACK
-from harness.swarm.deploy import STACK_FILES
 from harness.swarm.deploy import WEB_URL
 from harness.swarm.deploy import create_secrets
 from harness.swarm.deploy import deploy
+from harness.swarm.deploy import redis_variant
+from harness.swarm.deploy import stack_files
 from harness.swarm.deploy import wait_converged
 from harness.swarm.engine import SECRETS_DIR
 from harness.swarm.engine import STATE
@@ -25,6 +26,7 @@ from harness.swarm.images import build_images
 
 
 def up() -> int:
+    variant = redis_variant()
     engine = Engine()
     timings = {}
     t0 = time.monotonic()
@@ -39,8 +41,9 @@ def up() -> int:
     timings["images"] = time.monotonic() - t
     say("secrets")
     create_secrets(engine)
-    say(f"docker stack deploy {STACK} ({' + '.join(p.relative_to(ROOT).as_posix() for p in STACK_FILES)})")
-    deploy(engine, images)
+    files = stack_files(variant)
+    say(f"docker stack deploy {STACK} ({' + '.join(p.relative_to(ROOT).as_posix() for p in files)})")
+    deploy(engine, images, variant)
     say("waiting for every service to converge")
     timings["convergence"] = wait_converged(engine)
     timings["total"] = time.monotonic() - t0
