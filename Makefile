@@ -114,7 +114,8 @@ standin: setup
 
 # docker-stack.yml on a private Docker engine and single-node Swarm under .run/swarm/ (docs/deploy.md,
 # "Local swarm"). swarm-test runs swarm_tests/ (not collected by `make test`) against the deployed
-# stack and fails if it is not deployed.
+# stack and fails if it is not deployed. `make swarm-up REDIS=cluster`: storage as a Redis Cluster of
+# 3 masters and 3 replicas instead of Redis + Sentinel (deploy/swarm-cluster.yml); CI deploys the default.
 swarm-up: setup
 	$(VENV_PY) -m scripts.swarm up
 
