@@ -43,7 +43,7 @@ from webapp.storage.keys import Keys
 
 WARM_UP_READINGS = 16  # more than a window (WINDOW_SIZE, 10 by default): every detector votes
 FAULT_AFTER = 300  # acknowledged aggregates (of 4 x ROUNDS) before the kill
-STREAM_DEADLINE_S = 55.0  # the cluster's start and stop take under 15 s more: the test stays < 90 s
+STREAM_DEADLINE_S = 110.0  # about 20 s on a quiet 2-core machine; a loaded one needed more than 55
 
 
 @pytest.fixture
@@ -202,7 +202,7 @@ def non_2xx(streams: dict[str, Stream], since: float = 0.0) -> tuple[Counter, in
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(90)  # the cluster's start and stop included
+@pytest.mark.timeout(150)  # the cluster's start and stop included
 def test_kill_cluster_master_while_streaming_loses_no_acknowledged_aggregate(private_cluster, redis_prefix):
     settings = Settings().replace(
         key_prefix=redis_prefix, hostname="test-replica", env="test",

@@ -16,6 +16,7 @@ from webapp.config import Settings
 # A valid value other than the default, for the variables whose text is not a plain int, float or str.
 SAMPLES = {"AEROGUARD_ENV": ("local", "local"), "INFERENCE_BACKEND": ("rest", "rest"),
            "REDIS_URL": ("redis://r:1/0", "redis://r:1/0"), "REDIS_SENTINELS": ("s:1", (("s", 1),)),
+           "REDIS_CLUSTER_NODES": ("c1:7000,c2:7001", (("c1", 7000), ("c2", 7001))),
            "REDIS_PASSWORD": ("pw", "pw"), "ZK_AUTH": ("u:p", "u:p"), "THRESHOLD": ("0.5", 0.5),
            "CONFIG_URL_HOSTS": ("web", ("web",)), "ALERT_URLS": ("http://a", ("http://a",)),
            "API_KEYS": ("k, g1 k2", None), "ADMIN_KEYS": ("a", ("a",)),
