@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import csv
 import sys
+from datetime import datetime
+from datetime import timezone
 from pathlib import Path
 
 import numpy as np
 
 TIME_COLUMNS = ("timestamp", "datetime", "time")  # a CSV file's time column, the first found
+
+
+def parse_time(text: str) -> float:
+    """Seconds since the epoch of an ISO timestamp (naive means UTC) or of a number."""
+    try:
+        return float(text)
+    except ValueError:
+        stamp = datetime.fromisoformat(text.strip())
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def simulator_series(readings: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,8 +40,6 @@ def simulator_series(readings: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def csv_series(path: str, column: str) -> tuple[np.ndarray, np.ndarray | None]:
     """One numeric column of a CSV file (``,`` or ``;`` separated), in file order, and the times
     of its rows (ISO or epoch seconds) when the file has a time column."""
-    from offline.evaluation.replay import parse_time
-
     with open(path, encoding="utf-8", newline="") as handle:
         dialect = csv.Sniffer().sniff(handle.read(4096), delimiters=",;")
         handle.seek(0)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from offline.sources import TIME_COLUMNS
+from offline.sources import parse_time
 from webapp.detection.manifest import PANEL as DETECTORS
 
 BASELINE = "zscore"  # the trivial baseline every table shows: the newest reading's z-score
@@ -33,15 +35,6 @@ FALSE_ALARM_RATE = 0.002  # per window, each detector alone (TrainingPlan's defa
 SWEEP = tuple(round(float(x), 4) for x in np.geomspace(0.25, 4.0, 33))
 
 
-def parse_time(text: str) -> float:
-    """Seconds since the epoch of an ISO timestamp (naive means UTC) or of a number."""
-    try:
-        return float(text)
-    except ValueError:
-        stamp = datetime.fromisoformat(text.strip())
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
-
-
 def load_series(path: Path, value_column: str, label_column: str | None, windows_json: Path | None,
                 key: str | None) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
     """Times (s), values and labelled windows ``[(start_s, end_s)]`` of one CSV series."""
@@ -51,7 +44,7 @@ def load_series(path: Path, value_column: str, label_column: str | None, windows
         dialect = csv.Sniffer().sniff(handle.read(4096), delimiters=",;")
         handle.seek(0)
         rows = list(csv.DictReader(handle, dialect=dialect))
-    time_column = next(c for c in ("timestamp", "datetime", "time") if c in rows[0])
+    time_column = next(c for c in TIME_COLUMNS if c in rows[0])
     times = np.array([parse_time(r[time_column]) for r in rows])
     values = np.array([float(r[value_column]) if r[value_column] not in ("", "nan") else np.nan for r in rows])
     windows: list[tuple[float, float]] = []
