@@ -29,6 +29,7 @@ from webapp import metrics
 from webapp.config import AlertSettings
 from webapp.storage.base import ScriptCall
 from webapp.storage.base import _unavailable
+from webapp.storage.base import executed
 from webapp.storage.base import raise_first_error
 from webapp.storage.keys import Keys
 
@@ -200,13 +201,13 @@ class Incidents:
         pipe = self.client.pipeline(transaction=False)
         for bucket in buckets:
             pipe.smembers(self.keys.incidents_open(bucket))
-        subjects = sorted({s for batch in raise_first_error(pipe.execute(raise_on_error=False)) for s in batch})
+        subjects = sorted({s for batch in executed(pipe) for s in batch})
         if sensor is not None:
             subjects = [s for s in subjects if s.split("/", 1)[0] == sensor]
         pipe = self.client.pipeline(transaction=False)
         for subject in subjects:
             pipe.hgetall(self.keys.incident(subject))
-        states = raise_first_error(pipe.execute(raise_on_error=False))
+        states = executed(pipe)
         found = [_incident(state) for state in states if state.get("open") == "1"]
         found.sort(key=lambda i: i["start"], reverse=True)
         logs = [self.keys.sensor_incidents(sensor)] if sensor is not None else \
@@ -214,7 +215,7 @@ class Incidents:
         pipe = self.client.pipeline(transaction=False)
         for log_key in logs:
             pipe.xrevrange(log_key, count=count)
-        closed = [entry for batch in raise_first_error(pipe.execute(raise_on_error=False)) for entry in batch]
+        closed = [entry for batch in executed(pipe) for entry in batch]
         closed.sort(key=lambda entry: _entry_order(entry[0]), reverse=True)
         return (found + [_incident(fields) for _, fields in closed])[:count]
 
@@ -331,7 +332,7 @@ class Notifier:
             pipe.xautoclaim(stream, self.group, self.consumer, min_idle_time=int(self.reclaim_s * 1000),
                             start_id="0-0", count=50)
             pipe.xreadgroup(self.group, self.consumer, {stream: ">"}, count=50)
-        replies = raise_first_error(pipe.execute(raise_on_error=False))
+        replies = executed(pipe)
         entries = []
         for stream, (claimed, fresh) in zip(self.streams, zip(replies[::2], replies[1::2])):
             batch = list(claimed[1]) + [entry for _, got in fresh or [] for entry in got]

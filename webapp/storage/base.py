@@ -32,6 +32,11 @@ def raise_first_error(replies: list) -> list:
     return replies
 
 
+def executed(pipe) -> list:
+    """Run a pipeline and return its replies, raising the first error among them (`raise_first_error`)."""
+    return raise_first_error(pipe.execute(raise_on_error=False))
+
+
 def _unless_error(callback, response, **options):
     return response if isinstance(response, Exception) else callback(response, **options)
 

@@ -17,6 +17,7 @@ from webapp.storage.base import DAY_MS
 from webapp.storage.base import ScriptCall
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
+from webapp.storage.base import executed
 from webapp.storage.base import raise_first_error
 from webapp.storage.scripts import APPEND
 
@@ -238,7 +239,7 @@ class Ingest(StoreBase):
         pipe = self.client.pipeline(transaction=False)
         for name in sorted(names):
             pipe.zscore(self._registries(kind, name)[1], name)
-        for name, score in zip(sorted(names), raise_first_error(pipe.execute(raise_on_error=False))):
+        for name, score in zip(sorted(names), executed(pipe)):
             if score is not None:
                 raise NameTaken(name, kind)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
-from webapp.storage.base import raise_first_error
+from webapp.storage.base import executed
 
 
 class Listing(StoreBase):
@@ -53,7 +53,7 @@ class Listing(StoreBase):
         for bucket in self.keys.all_buckets:
             for kind in ("sensors", "groups"):
                 pipe.zrange(self.keys.registry(kind, bucket), 0, -1)
-        names = sorted({name for batch in raise_first_error(pipe.execute(raise_on_error=False)) for name in batch})
+        names = sorted({name for batch in executed(pipe) for name in batch})
         page = [name for name in names if name > after][:count + 1]
         more, page = len(page) > count, page[:count]
         if not page:
@@ -70,7 +70,7 @@ class Listing(StoreBase):
                 self._at(self.keys.series(names_here[0], "readings"), "TS.MGET", "WITHLABELS", "FILTER", *filters,
                          pipe=pipe)
                 asked.append(kind)
-        for kind, entries in zip(asked, raise_first_error(pipe.execute(raise_on_error=False))):
+        for kind, entries in zip(asked, executed(pipe)):
             for entry in entries:
                 (_, (labels, stamp, value)), = entry.items()
                 if stamp is not None and labels["sensor"] in found:

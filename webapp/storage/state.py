@@ -9,7 +9,7 @@ from webapp.detection.vote import Decision
 from webapp.storage.base import ScriptCall
 from webapp.storage.base import StoreBase
 from webapp.storage.base import _unavailable
-from webapp.storage.base import raise_first_error
+from webapp.storage.base import executed
 
 
 class JudgingState(StoreBase):
@@ -36,7 +36,7 @@ class JudgingState(StoreBase):
         pipe.execute_command("TS.REVRANGE", self.keys.series(sensor, "readings"), "-", end, "COUNT", size)
         pipe.execute_command("GET", self.keys.series(sensor, "level"))  # not TS.GET: a plain string
         pipe.execute_command("HGETALL", self.keys.series(sensor, "peaks"))
-        samples, level, peaks = raise_first_error(pipe.execute(raise_on_error=False))
+        samples, level, peaks = executed(pipe)
         return self._judging_state(sensor, samples, level, peaks)  # peaks a dict: the client decodes responses
 
     def _read_written_call(self, sensor: str, size: int, write_id: str) -> ScriptCall:
