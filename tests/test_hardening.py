@@ -261,6 +261,23 @@ def test_a_retry_of_a_stored_but_unjudged_round_judges_it(client, app):
     assert len(store.client.ts().range(store.keys.series("g5", "verdict"), "-", "+")) == 1
 
 
+def test_a_deposed_leaders_retry_of_its_stored_round_is_judged_not_refused_as_stale(client, app):
+    """Its first answer lost, the leader is deposed (a ZooKeeper fault) and the next leader
+    stores rounds under a newer epoch; the old leader's spool then retries its stored round."""
+    doc = aggregate(group="g6", epoch=2, round=7)
+    store: Store = app.extensions["store"]
+    stored = store.append_aggregate("g6", 2, 7, doc["timestamp"], doc["value"])  # the answer was lost here
+    assert post(client, aggregate(group="g6", epoch=3, round=1, timestamp=doc["timestamp"] + 1000)).status_code == 201
+
+    retry = post(client, doc)
+
+    assert retry.status_code == 200 and retry.json["status"] == "duplicate"
+    assert retry.json["timestamp"] == stored.timestamp
+    assert store.is_judged("g6", stored.timestamp)
+    assert post(client, aggregate(group="g6", epoch=2, round=8, timestamp=doc["timestamp"] + 2000)).status_code == 409
+    assert [v for _, v in store.client.ts().range(store.keys.series("g6", "readings"), "-", "+")] == [doc["value"]] * 2
+
+
 # --- 9. timestamps bounded by the retention and the stated clock skew -------------------------
 
 @pytest.mark.parametrize("offset_ms, code", [(None, 400), (59_000, 400), (-4 * 86_400_000, 400),

@@ -12,6 +12,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.process import ServerProcess
 from harness.process import free_ports
 from harness.process import stop_pid
 from harness.process import wait_until
@@ -138,6 +140,41 @@ def test_haproxy_terminates_tls_in_front_of_the_web_tier(tmp_path):
         process.wait(timeout=10)
         web.shutdown()
         web.server_close()
+
+
+def test_a_refused_post_through_haproxy_over_http2_gets_its_401_not_a_reset_stream(tmp_path, redis_server, test_id):
+    """The README's unkeyed ``curl -X POST`` through HAProxy over HTTP/2, with a large body: the
+    web tier (gunicorn, webapp/gunicorn_conf.py) used to answer 401 before reading the body, and
+    HAProxy then reset about 1 stream in 30 (curl: ``(92) ... PROTOCOL_ERROR``)."""
+    cert, _ = _certificate(tmp_path)
+    web_port, api, grafana, health = free_ports(4)
+    env = dict(os.environ, AEROGUARD_ENV="local", REDIS_URL=redis_server.url, AEROGUARD_KEY_PREFIX=f"t:{test_id}:",
+               API_KEYS="the-key", GUNICORN_BIND=f"127.0.0.1:{web_port}", WEB_CONCURRENCY="1",
+               PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
+    for name in ("GUNICORN_THREADS", "GUNICORN_WORKER_CLASS", "STORAGE_SLOTS", "ZK_HOSTS", "API_KEYS_FILE"):
+        env.pop(name, None)
+    web = ServerProcess("web", [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webapp" / "gunicorn_conf.py"),
+                                "webapp:create_app()"], tmp_path / "web.log", env=env, cwd=ROOT)
+    web.start()
+    cfg = _local_haproxy_cfg(tmp_path, cert, {"api": api, "grafana": grafana, "health": health}, web_port=web_port)
+    proxy = start_logged([_haproxy(), "-W", "-db", "-f", str(cfg)], dict(os.environ), tmp_path / "haproxy.log")
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"group": "demo", "pad": "x" * 250_000}), encoding="utf-8")  # under MAX_BODY_BYTES
+    curl = ["curl", "-sS", "--http2", "--cacert", str(cert), "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+            "-H", "Content-Type: application/json", "--data-binary", f"@{body}",
+            f"https://localhost:{api}/api/v1/readings"]
+    try:
+        def up() -> bool:
+            web.check_running()
+            return subprocess.run(curl, capture_output=True, text=True, timeout=30).stdout == "401"
+        wait_until(up, 120, "the web tier to answer through HAProxy", interval=0.5)
+        answers = [subprocess.run(curl, capture_output=True, text=True, timeout=30) for _ in range(150)]
+    finally:
+        stop_pid(proxy.pid)
+        proxy.wait(timeout=10)
+        web.stop()
+    failed = [(a.stdout, a.stderr.strip()) for a in answers if a.returncode != 0 or a.stdout != "401"]
+    assert not failed, f"{len(failed)} of {len(answers)} refused POSTs did not get their 401: {failed[:3]}"
 
 
 def test_haproxy_image_is_debians_haproxy_run_as_a_non_root_user():

@@ -20,9 +20,11 @@ stays atomic on a Redis Cluster too; the "registries" and logs they touch are th
 # a missing series is answered 'missing' and created by CREATE, then the append runs again.
 # Every write carries an id checked and kept in the same atomic step, so a re-sent script (a
 # client retry, or redis-py's own retry after a timeout) is answered 'duplicate' with the
-# first write's timestamp instead of storing the reading twice. Ids are one sorted set per
-# series (score: the stored timestamp), trimmed to how long they are remembered: the key
-# count stays flat however many writes arrive.
+# first write's timestamp instead of storing the reading twice, checked before the fence: a
+# deposed leader's retry of a round it did store is that round (answered 'duplicate', so the
+# web tier judges it if its first answer was lost before the verdict), not a stale write. Ids
+# are one sorted set per series (score: the stored timestamp), trimmed to how long they are
+# remembered: the key count stays flat however many writes arrive.
 APPEND = """#!lua
 local series, fence, done, registry, others = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if redis.call('ZSCORE', others, ARGV[6]) then return {'conflict', 0} end
@@ -30,11 +32,6 @@ if redis.call('EXISTS', series) == 0 then return {'missing', 0} end
 local ts = tonumber(ARGV[1])
 local epoch = tonumber(ARGV[3])
 local member, remember = ARGV[4], tonumber(ARGV[5])
-local newest = -1
-if epoch >= 0 then
-  newest = tonumber(redis.call('HGET', fence, 'epoch') or '-1')
-  if epoch < newest then return {'stale', newest} end
-end
 local prev = redis.call('ZSCORE', done, member)
 if prev then
   -- Answered with a write, so WAIT covers the original too and a master without replicas
@@ -42,6 +39,11 @@ if prev then
   -- acknowledged, then lost.
   if epoch >= 0 then redis.call('HINCRBY', fence, 'duplicates', 1) else redis.call('PEXPIRE', done, remember) end
   return {'duplicate', tonumber(prev)}
+end
+local newest = -1
+if epoch >= 0 then
+  newest = tonumber(redis.call('HGET', fence, 'epoch') or '-1')
+  if epoch < newest then return {'stale', newest} end
 end
 local last = redis.call('TS.GET', series)
 if #last == 2 and ts <= tonumber(last[1]) then ts = tonumber(last[1]) + 1 end
