@@ -2,12 +2,12 @@
 
 `offline.training` trains and calibrates from the readings alone. The seasonal detector
 (`webapp.detection.seasonal`) pairs readings a day apart, so it is calibrated here, from the
-same readings *with their times*, on the same held-out blocks, at the same false-alarm rate,
-and added to the manifest training wrote. It needs no model, so changing it never retrains
-one: `scripts/train.py` calls this after training, and the evaluation on every replay (on a
-copy of its cached models). Where it cannot be calibrated (under two days of readings, or a
-day too many readings for one judgement) the manifest gets no entry and the panel does not
-seat it (`webapp.detection.manifest.OPTIONAL`).
+same readings *with their times*, at the same false-alarm rate, on every score (it fits
+nothing but a scale floor), and added to the manifest training wrote. It needs no model, so
+changing it never retrains one: `scripts/train.py` calls this after training, and the
+evaluation on every replay (on a copy of its cached models). Where it cannot be calibrated
+(under two days of readings, or a day too many readings for one judgement) the manifest gets
+no entry and the panel does not seat it (`webapp.detection.manifest.OPTIONAL`).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import numpy as np
 
 from offline.training import TrainingPlan
 from offline.training import _entry as manifest_entry
-from offline.training import held_out_blocks
 from webapp.detection.manifest import MANIFEST
 from webapp.detection.seasonal import DAY_S
 from webapp.detection.seasonal import MAX_READINGS
@@ -38,10 +37,12 @@ def seasonal_entry(values: np.ndarray, times_s: np.ndarray, plan: TrainingPlan,
     detector = SeasonalDetector(period_s=round(period, 3)).fit_series(values)
     if detector.readings > MAX_READINGS:
         return None, f"a day and its context are {detector.readings} readings at {period:g} s (most {MAX_READINGS})"
-    held = held_out_blocks(len(values), plan.held_out, plan.blocks)
-    scores = detector.score_series(values, np.round(times_s * 1000).astype(np.int64))[held]
+    # Every score, not only the held-out blocks': it fits nothing but the scale that floors its
+    # spread, and with two days of readings only the second day's have a reading a day before
+    # them, so the held-out blocks left about a hundred scores to set a 99.8 % quantile from.
+    scores = detector.score_series(values, np.round(times_s * 1000).astype(np.int64))
     if np.isfinite(scores).sum() < 100:
-        return None, "fewer than 100 held-out readings with a reading a day before"
+        return None, "fewer than 100 readings with a reading a day before"
     entry = manifest_entry(detector, scores, plan, version, params=detector.params(), window_size=detector.readings)
     return entry, "calibrated"
 
