@@ -117,7 +117,10 @@ def report(folder: Path, progress=None) -> dict:
     series = [Series.read(p.parent) for p in sorted(folder.glob("*/verdicts.csv"))]
     singles = sum_curves(s.sweep for s in series)
     vote = ratio(total(series, lambda s: s.vote), singles)
-    grid = list(itertools.product(GRID, repeat=len(DETECTORS)))
+    # A detector that never scored (abstaining, or off the panel, in every series) gets one factor:
+    # with six detectors the whole grid is 46,656 points, each counted over every series.
+    scored = [any(np.isfinite(s.ratios[:, j]).any() for s in series) for j in range(len(DETECTORS))]
+    grid = list(itertools.product(*(GRID if any_score else (1.0,) for any_score in scored)))
     best = None
     for factors in (progress(grid) if progress else grid):
         point = ratio(total(series, lambda s: votes(s.ratios, factors).sum(axis=1) >= REQUIRED), singles)
