@@ -78,6 +78,38 @@ class Series:
         return caught, int((~self.labelled[openings]).sum())
 
 
+class GridVotes:
+    """Every series' readings where a vote at some point of the grid could alarm (`REQUIRED`
+    ratios above its smallest factor), laid end to end with more than `WINDOW` readings between
+    series so that no incident spans two: the vote at one grid point is counted over the whole
+    suite in one pass, as `Series.count` counts it series by series."""
+
+    def __init__(self, series: list[Series]):
+        rows, ratios, labelled, spans, offset = [], [], [], [], 0
+        for s in series:
+            with np.errstate(invalid="ignore"):
+                keep = np.flatnonzero((s.ratios > min(GRID)).sum(axis=1) >= REQUIRED)
+            rows.append(keep + offset)
+            ratios.append(s.ratios[keep])
+            labelled.append(s.labelled[keep])
+            spans += [(a + offset, b + offset) for a, b in s.spans]
+            offset += len(s.stamps) + WINDOW + 1
+        self.rows = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+        self.ratios = np.vstack(ratios) if ratios else np.empty((0, len(DETECTORS)))
+        self.labelled = np.concatenate(labelled) if labelled else np.empty(0, dtype=bool)
+        self.starts, self.ends = (np.array(spans, dtype=np.int64).T if spans else (np.empty(0), np.empty(0)))
+
+    def count(self, factors) -> tuple[int, int]:
+        """Windows caught and false-alarm incidents of the vote with thresholds times `factors`."""
+        hit = votes(self.ratios, factors).sum(axis=1) >= REQUIRED
+        rows, labelled = self.rows[hit], self.labelled[hit]
+        if not rows.size:
+            return 0, 0
+        caught = int((np.searchsorted(rows, self.ends) > np.searchsorted(rows, self.starts)).sum())
+        opening = np.r_[True, np.diff(rows) > WINDOW]
+        return caught, int((~labelled[opening]).sum())
+
+
 def _number(text: str | None) -> float:
     return float(text) if text not in (None, "", "None") else np.nan
 
@@ -118,12 +150,12 @@ def report(folder: Path, progress=None) -> dict:
     singles = sum_curves(s.sweep for s in series)
     vote = ratio(total(series, lambda s: s.vote), singles)
     # A detector that never scored (abstaining, or off the panel, in every series) gets one factor:
-    # with six detectors the whole grid is 46,656 points, each counted over every series.
+    # with six detectors the whole grid is 46,656 points.
     scored = [any(np.isfinite(s.ratios[:, j]).any() for s in series) for j in range(len(DETECTORS))]
     grid = list(itertools.product(*(GRID if any_score else (1.0,) for any_score in scored)))
-    best = None
+    suite, best = GridVotes(series), None
     for factors in (progress(grid) if progress else grid):
-        point = ratio(total(series, lambda s: votes(s.ratios, factors).sum(axis=1) >= REQUIRED), singles)
+        point = ratio(suite.count(factors), singles)
         if point["caught"] < vote["caught"] or point["ratio"] is None:
             continue  # a quieter vote that also misses more proves nothing
         if best is None or point["ratio"] < best["ratio"]:
