@@ -104,6 +104,7 @@ def replay(panel, times: np.ndarray, values: np.ndarray, start: int, sensor: str
             row[f"{ballot.detector}_score"] = ballot.score
             row[f"{ballot.detector}_threshold"] = ballot.threshold
             row[f"{ballot.detector}_bar"] = ballot.bar  # its recent peak, which the score had to beat
+            row[f"{ballot.detector}_held"] = ballot.held  # a vote held from the reading before
         rows.append(row)
     return rows
 
@@ -231,7 +232,7 @@ def sweep(rows: list[dict], stamps: np.ndarray, windows: list[tuple[float, float
 
 def _write_verdicts(path: Path, rows: list[dict]) -> None:
     columns = (["timestamp", "value", "verdict", "reference_level"]
-               + [f"{d}_{k}" for d in (*DETECTORS, BASELINE) for k in ("vote", "score", "bar")])
+               + [f"{d}_{k}" for d in (*DETECTORS, BASELINE) for k in ("vote", "score", "bar", "held")])
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()

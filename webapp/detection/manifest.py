@@ -42,6 +42,7 @@ class ModelEntry:
     profile: Profile
     artefact: str | None = None
     params: dict | None = None  # a model-free detector's parameters (the context and seasonal detectors)
+    median: float | None = None  # the median out-of-sample calibration score (`webapp.detection.hold`)
 
 
 def resolve_models_dir(models_dir: str | Path) -> Path:
@@ -66,8 +67,14 @@ def load_manifest(models_dir: str | Path) -> dict[str, ModelEntry]:
                 profile=Profile(**spec["profile"]),
                 artefact=spec.get("artefact"),
                 params=spec.get("params"),
+                median=_median(spec),
             )
             for name, spec in data["models"].items()
         }
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ManifestError(f"cannot read the model manifest {path}: {exc}") from exc
+
+
+def _median(spec: dict) -> float | None:
+    median = (spec.get("calibration") or {}).get("median_score")
+    return None if median is None else float(median)

@@ -17,6 +17,7 @@ from webapp.config import Settings
 from webapp.detection.base import Window
 from webapp.detection.context import ContextDetector
 from webapp.detection.drift import DriftFollower
+from webapp.detection.hold import hold_level
 from webapp.detection.iforest import IsolationForestDetector
 from webapp.detection.manifest import CALIBRATED
 from webapp.detection.manifest import OPTIONAL
@@ -63,9 +64,10 @@ class ConcurrentPanel(Panel):
         moved = self.follower.move(window, level) if self.follower else window
         seen = [window if v.absolute else moved for v in self.voters]
         bars = [self._bar(peaks, v.name, window) for v in self.voters]
-        pending = {i: pool.submit(v.ballot, seen[i], bars[i])
+        held = [self._held(peaks, v.name) for v in self.voters]
+        pending = {i: pool.submit(v.ballot, seen[i], bars[i], held[i])
                    for i, v in enumerate(self.voters) if v.name in self.remote}
-        ballots = [pending[i].result() if i in pending else v.ballot(seen[i], bars[i])
+        ballots = [pending[i].result() if i in pending else v.ballot(seen[i], bars[i], held[i])
                    for i, v in enumerate(self.voters)]
         return self._decide(ballots, level, window)
 
@@ -113,7 +115,7 @@ def build_panel(settings: Settings, backend=None) -> Panel:
             log.warning("%s abstains: %s", name, exc)
             voters.append(Abstainer(name, f"artefact unreadable: {exc}"))
             continue
-        voters.append(Voter(detector, threshold))
+        voters.append(Voter(detector, threshold, hold_level(name, threshold, entry.median)))
     if getattr(backend, "kind", "inprocess") == "inprocess":
         return Panel(voters, settings.detection.vote_required, follower)
     return ConcurrentPanel(voters, settings.detection.vote_required, frozenset(SERVED), follower)

@@ -18,8 +18,9 @@ peak, and faults a few minutes later no longer beat it (docs/detection.md).
 
 The peak over a sliding span is kept in O(1) per detector by two blocks of ``span / 2``
 readings: the maximum of the block being filled and of the one before it (so the peak
-remembers between ``span / 2`` and `span` readings). The state lives in Redis beside the
-sensor's series, so every web replica judges a sensor alike.
+remembers between ``span / 2`` and `span` readings). The state also says which detectors voted
+on the sensor's last reading, whose votes may be held (`webapp.detection.hold`). It lives in
+Redis beside the sensor's series, so every web replica judges a sensor alike.
 """
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ class RecentPeaks:
     min_seen: int = 20
     since: int | None = None  # ms: the first reading judged with this state
     warmup_s: float = WARMUP_S
+    voted: frozenset[str] = frozenset()  # the detectors that voted on the last reading judged
 
     def __post_init__(self) -> None:
         if self.span < 2:
@@ -100,26 +102,28 @@ class RecentPeaks:
         return max(seen) if seen else None
 
     def after(self, scores: Mapping[str, float], above: Mapping[str, bool], critical: bool,
-              now: int | None = None) -> RecentPeaks:
+              now: int | None = None, voted: frozenset[str] = frozenset()) -> RecentPeaks:
         """The state after the reading at `now` (ms) scored `scores` (`above`: which were above
-        their threshold): only the warm-up clock starts when its verdict was critical."""
-        if self.since is None and now is not None:
-            return replace(self, since=int(now)).after(scores, above, critical)
+        their threshold) and got the votes of `voted`: only the warm-up clock starts and `voted`
+        is kept when its verdict was critical."""
+        state = replace(self, voted=frozenset(voted))
+        if state.since is None and now is not None:
+            state = replace(state, since=int(now))
         if critical:
-            return self
-        current, votes = dict(self.current), dict(self.current_votes)
+            return state
+        current, votes = dict(state.current), dict(state.current_votes)
         for name, score in scores.items():
             current[name] = max(score, current.get(name, score))
             votes[name] = votes.get(name, 0) + int(bool(above.get(name)))
-        if self.count + 1 >= self.span // 2:
-            return replace(self, count=0, previous=current, current={}, previous_votes=votes, current_votes={},
+        if state.count + 1 >= state.span // 2:
+            return replace(state, count=0, previous=current, current={}, previous_votes=votes, current_votes={},
                            filled=True)
-        return replace(self, count=self.count + 1, current=current, current_votes=votes)
+        return replace(state, count=state.count + 1, current=current, current_votes=votes)
 
     def as_fields(self) -> dict[str, str]:
-        """The state as a Redis hash: ``count``, ``filled``, ``p:``/``c:<detector>`` peaks and
-        ``pv:``/``cv:<detector>`` vote counts."""
-        fields = {"count": str(self.count), "filled": str(int(self.filled))}
+        """The state as a Redis hash: ``count``, ``filled``, ``p:``/``c:<detector>`` peaks,
+        ``pv:``/``cv:<detector>`` vote counts and ``voted`` (comma-separated names)."""
+        fields = {"count": str(self.count), "filled": str(int(self.filled)), "voted": ",".join(sorted(self.voted))}
         if self.since is not None:
             fields["since"] = str(self.since)
         for prefix, values in (("p:", self.previous), ("c:", self.current)):
@@ -132,7 +136,8 @@ class RecentPeaks:
     def from_fields(cls, fields: Mapping[str, str] | None, span: int = SPAN) -> RecentPeaks:
         """The state read back from `as_fields` (empty or unreadable: nothing remembered).
 
-        >>> state = RecentPeaks(8, 3, {"a": 1.5}, {"a": 0.5}, {"a": 2}, {"a": 1}, True, since=1_000)
+        >>> state = RecentPeaks(8, 3, {"a": 1.5}, {"a": 0.5}, {"a": 2}, {"a": 1}, True, since=1_000,
+        ...                     voted=frozenset({"a", "b"}))
         >>> RecentPeaks.from_fields(state.as_fields(), span=8) == state
         True
         >>> RecentPeaks.from_fields({"count": "x"}, span=8) == RecentPeaks(8)
@@ -143,6 +148,7 @@ class RecentPeaks:
             count = int(fields.get("count", 0))
             filled = fields.get("filled") == "1"
             since = int(fields["since"]) if "since" in fields else None
+            voted = frozenset(name for name in str(fields.get("voted", "")).split(",") if name)
             part = {prefix: {k[len(prefix):]: v for k, v in fields.items() if k.startswith(prefix)}
                     for prefix in ("p:", "c:", "pv:", "cv:")}
             previous = {k: float(v) for k, v in part["p:"].items()}
@@ -152,7 +158,7 @@ class RecentPeaks:
         except (TypeError, ValueError):
             return cls(span)
         return cls(span, min(max(count, 0), span // 2 - 1), previous, current, previous_votes, current_votes, filled,
-                   since=since)
+                   since=since, voted=voted)
 
 
 def adaptive(names: Iterable[str]) -> frozenset[str]:

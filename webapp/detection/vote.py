@@ -1,8 +1,9 @@
 """Ballots, voters and the M-of-N vote that turns them into one verdict.
 
-A `Voter` pairs a detector with its threshold. A detector that cannot answer (model server
-down, timeout, not deployed) abstains: its ballot has ``vote=None`` and the reason, and the
-decision names it in ``degraded``. Abstentions never count as votes either way.
+A `Voter` pairs a detector with its threshold (and its hold level: a vote on the previous
+reading is held through a deadband, `webapp.detection.hold`). A detector that cannot answer
+(model server down, timeout, not deployed) abstains: its ballot has ``vote=None`` and the
+reason, and the decision names it in ``degraded``. Abstentions never count as votes either way.
 """
 from __future__ import annotations
 
@@ -39,22 +40,32 @@ class Ballot:
     version: str | None = None
     reason: str | None = None
     bar: float | None = None  # the detector's recent peak the score had to beat (`webapp.detection.peaks`)
+    held: bool = False  # a vote only because it voted on the previous reading (`webapp.detection.hold`)
+
+    @property
+    def fresh(self) -> bool:
+        """Whether this is a vote of its own: its score above the threshold (and the peak) now."""
+        return bool(self.vote) and not self.held
 
     def as_dict(self) -> dict:
         body = {"vote": self.vote, "score": self.score, "threshold": self.threshold}
         if self.bar is not None:
             body["recent_peak"] = self.bar
+        if self.held:
+            body["held"] = True
         if self.reason:
             body["reason"] = self.reason
         return body
 
 
 class Voter:
-    """A detector and the threshold above which its score is a vote for "anomalous"."""
+    """A detector, the threshold above which its score is a vote for "anomalous", and the hold
+    level above which its vote on the previous reading is held (None: never held)."""
 
-    def __init__(self, detector: Detector, threshold: float):
+    def __init__(self, detector: Detector, threshold: float, hold: float | None = None):
         self.detector = detector
         self.threshold = threshold
+        self.hold = hold
 
     @property
     def name(self) -> str:
@@ -65,9 +76,10 @@ class Voter:
         """Whether the detector judges raw values (never a window moved to follow drift)."""
         return self.detector.absolute
 
-    def ballot(self, window: Window, bar: float | None = None) -> Ballot:
+    def ballot(self, window: Window, bar: float | None = None, held: bool = False) -> Ballot:
         """The detector's ballot on `window`: a vote when its score is above the threshold and
-        above `bar`, its recent peak (None: no peak to beat)."""
+        above `bar`, its recent peak (None: no peak to beat), or, when it voted on the previous
+        reading (`held`), while its score is at least its hold level."""
         try:
             score = float(self.detector.score_one(window))
         except DetectorUnavailable as exc:
@@ -75,7 +87,8 @@ class Voter:
         if not math.isfinite(score):
             return Ballot(self.name, None, threshold=self.threshold, reason="score is not finite")
         vote = score > self.threshold and (bar is None or score > bar)
-        return Ballot(self.name, vote, score, self.threshold, self.detector.version, bar=bar)
+        kept = not vote and held and self.hold is not None and score >= self.hold
+        return Ballot(self.name, vote or kept, score, self.threshold, self.detector.version, bar=bar, held=kept)
 
     def state(self) -> str:
         """``ok``, or why the detector cannot answer now (shown by ``/readyz``)."""
@@ -92,7 +105,7 @@ class Abstainer:
         self.name = name
         self.reason = reason
 
-    def ballot(self, window: Window, bar: float | None = None) -> Ballot:
+    def ballot(self, window: Window, bar: float | None = None, held: bool = False) -> Ballot:
         return Ballot(self.name, None, reason=self.reason)
 
     def state(self) -> str:
@@ -139,16 +152,21 @@ class Decision:
 
 
 def decide(ballots: Sequence[Ballot], required: int) -> Decision:
-    """Critical when at least `required` ballots vote yes, warning at one or more, else normal.
+    """Critical when at least `required` ballots vote yes, one of them fresh (not held), warning
+    at one or more, else normal.
 
     >>> yes, no = Ballot("a", True, 2.0, 1.0), Ballot("b", False, 0.1, 1.0)
     >>> decide([yes, yes, no], required=2).verdict
     'critical'
+    >>> held = Ballot("c", True, 0.9, 1.0, held=True)
+    >>> decide([yes, held, no], required=2).verdict, decide([held, held, no], required=2).verdict
+    ('critical', 'warning')
     >>> decide([yes, no, Ballot("c", None, reason="down")], required=2).degraded
     ('c',)
     """
     votes = sum(1 for b in ballots if b.vote)
-    verdict = "critical" if votes >= required else "warning" if votes else "normal"
+    quorum = votes >= required and any(b.fresh for b in ballots)
+    verdict = "critical" if quorum else "warning" if votes else "normal"
     degraded = tuple(b.detector for b in ballots if b.vote is None)
     return Decision(verdict, tuple(ballots), required, votes, degraded)
 
@@ -172,11 +190,16 @@ class Panel:
         """Judge `window`; the learned detectors see it moved to the sensor's reference `level`,
         and with `peaks` every detector but the physical rule must beat its recent peak."""
         moved = self.follower.move(window, level) if self.follower else window
-        return self._decide([voter.ballot(window if voter.absolute else moved, self._bar(peaks, voter.name, window))
+        return self._decide([voter.ballot(window if voter.absolute else moved, self._bar(peaks, voter.name, window),
+                                          self._held(peaks, voter.name))
                              for voter in self.voters], level, window)
 
     def _bar(self, peaks: RecentPeaks | None, name: str, window: Window) -> float | None:
         return peaks.bar(name, window.timestamps[-1]) if peaks is not None and name in self.adaptive else None
+
+    @staticmethod
+    def _held(peaks: RecentPeaks | None, name: str) -> bool:
+        return peaks is not None and name in peaks.voted
 
     def follow(self, level: float | None, window: Window, decision: Decision) -> float | None:
         """The sensor's reference level after `decision` (None: nothing to follow)."""
@@ -184,11 +207,13 @@ class Panel:
 
     def remember(self, peaks: RecentPeaks | None, decision: Decision, now: int | None = None) -> RecentPeaks:
         """The detectors' recent peaks after `decision` on the reading at `now` (ms) (unchanged
-        when it was critical, but for the warm-up clock)."""
+        when it was critical, but for the warm-up clock), and which detectors voted on it (none
+        once its excursion ended: no vote is held past a fault, `webapp.detection.hold`)."""
         scored = [b for b in decision.ballots if b.score is not None and b.detector in self.adaptive]
+        voted = () if decision.excursion_ended else (b.detector for b in decision.ballots if b.vote)
         return (peaks or RecentPeaks(self.span)).after({b.detector: b.score for b in scored},
                                                        {b.detector: b.score > b.threshold for b in scored},
-                                                       decision.agreed, now)
+                                                       decision.agreed, now, voted=frozenset(voted))
 
     def _decide(self, ballots: list[Ballot], level: float | None, window: Window) -> Decision:
         decision = decide(ballots, self.required)
