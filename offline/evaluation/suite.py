@@ -159,12 +159,14 @@ def write_table(path: Path, markdown: str) -> None:
 def aggregate(summaries: list[dict]) -> dict:
     """Per group and overall: windows caught, false-alarm incidents, days, mean delay, mean NAB
     score (over the series with windows), alarms on readings back in range, and each detector
-    at the vote's recall."""
+    at the vote's recall (a detector counted only over the series where it answered)."""
     groups: dict[str, dict] = {}
     for summary in summaries:
         for key in (summary["group"], "all series"):
             group = groups.setdefault(key, {})
             for detector, r in summary["results"].items():
+                if summary.get("thresholds", {}).get(detector, 0.0) is None:
+                    continue  # never answered here: not seated (the seasonal detector on SKAB) or always abstaining
                 g = group.setdefault(detector, {"windows": 0, "caught": 0, "false_alarms": 0, "days": 0.0,
                                                 "back_in_range": 0, "series": 0, "delays": [], "nab": []})
                 g["series"] += 1
