@@ -171,7 +171,7 @@ def _program(pid: int) -> str:
         return "?"
     if "-m" in argv[:-1]:
         return argv[argv.index("-m") + 1]
-    return Path(argv[0]).name or "?"
+    return Path(argv[0].split(" ")[0]).name or "?"  # redis-server writes its address into argv[0]
 
 
 def stop_pid(pid: int, timeout: float = 10.0) -> None:
