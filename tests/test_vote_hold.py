@@ -1,7 +1,7 @@
-"""Held votes (webapp.detection.hold): a detector that voted on the previous reading keeps its
-vote while its score stays above its hold level, so detectors that see one fault a reading
+"""Held votes (webapp.detection.hold): a window model that voted on the previous reading keeps
+its vote while its score stays above its hold level, so detectors that see one fault a reading
 apart still make a quorum; a held vote never makes a critical verdict alone, never outlives
-its excursion, and the forest and the physical rule never hold."""
+its excursion, and only the autoencoder and the LSTM hold."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,7 @@ from webapp.detection.base import Window
 from webapp.detection.context import ContextDetector
 from webapp.detection.drift import DriftFollower
 from webapp.detection.hold import HOLD
+from webapp.detection.hold import HOLDS
 from webapp.detection.hold import hold_level
 from webapp.detection.manifest import MANIFEST
 from webapp.detection.manifest import resolve_models_dir
@@ -72,20 +73,22 @@ def test_a_vote_is_held_only_above_the_hold_level_and_only_after_a_vote():
     assert voter.ballot(Window((1.0,), (0,)), held=False).vote is False  # nothing to hold
 
 
-def test_the_forest_and_the_physical_rule_never_hold():
-    assert hold_level("isolation_forest", 1.0, 0.2) is None and hold_level("physical", 1.0, 0.2) is None
+def test_only_the_window_models_hold():
+    assert HOLDS == {"autoencoder", "lstm"}
+    for name in ("physical", "isolation_forest", "context", "seasonal"):
+        assert hold_level(name, 1.0, 0.2) is None
     forest = Voter(Scripted("isolation_forest", [0.9]), 1.0, hold=None)
     assert forest.ballot(Window((0.0,), (0,)), held=True).vote is False
 
 
 def test_held_votes_alone_make_a_warning_not_a_critical_verdict():
-    """Three detectors vote on reading 1, then all dip into their deadbands: a quorum of held
-    votes, but nobody above a threshold now."""
+    """Both window models vote on reading 1 (2 of 2 needed), then dip into their deadbands: a
+    quorum of held votes, but nobody above a threshold now."""
     panel = Panel([Voter(Scripted(n, [0.2, 1.5, 0.8, 0.8]), 1.0, hold_level(n, 1.0, 0.2))
-                   for n in ("autoencoder", "lstm", "seasonal")], required=3)
+                   for n in ("autoencoder", "lstm")], required=2)
     decisions = run(panel, 4)
     assert [d.verdict for d in decisions] == ["normal", "critical", "warning", "warning"]
-    assert decisions[2].votes == 3 and decisions[2].agreed  # still part of the fault: teaches nothing
+    assert decisions[2].votes == 2 and decisions[2].agreed  # still part of the fault: teaches nothing
 
 
 def test_no_vote_is_held_past_the_end_of_an_excursion():
@@ -131,17 +134,18 @@ def test_the_voted_set_survives_the_redis_hash():
 
 
 def test_build_panel_sets_hold_levels_from_the_manifests_medians():
-    """The committed manifest's medians give each detector but the forest and the rule its level."""
+    """The committed manifest's medians give the autoencoder and the LSTM their hold levels."""
     panel = build_panel(Settings().replace(inference_backend="inprocess"))
     models = json.loads((resolve_models_dir(Settings().inference.models_dir) / MANIFEST).read_text())["models"]
     for voter in panel.voters:
         entry = models.get(voter.name)
-        if voter.name in ("physical", "isolation_forest"):
+        if voter.name not in HOLDS:
             assert voter.hold is None
         else:
             median = entry["calibration"]["median_score"]
             assert voter.hold == median + HOLD * (voter.threshold - median)
             assert median < voter.hold < voter.threshold
+    assert {voter.name for voter in panel.voters if voter.hold is not None} == HOLDS
 
 
 def test_a_held_vote_carries_between_requests_through_redis(redis_client, settings):

@@ -21,9 +21,13 @@ Three guards keep a held vote from making an alarm of its own:
   above its recent peak); votes that are all held make a warning at most (`webapp.detection.vote`);
 - a held vote ends with the excursion: once the newest readings are back in the sensor's band
   (`webapp.detection.excursion`), no vote is held into the next reading;
-- the IsolationForest never holds: its score is a path length over ten readings that jumps from
-  window to window, and held it voted on readings long after a fault (measured), and the
-  physical rule never holds: its limits are absolute.
+- only the window models hold, the autoencoder and the LSTM (`HOLDS`): their score of one fault
+  rises and dips as the fault moves through their ten readings. The IsolationForest's score is
+  a path length that jumps from window to window, and held it voted on readings long after a
+  fault; the context and seasonal detectors already average their newest three readings, and
+  the context detector is the yardstick that says when an excursion has ended, so holding its
+  vote would outlast its own verdict; the physical rule's limits are absolute (all measured,
+  docs/detection.md).
 
 Which detectors voted on the previous reading is kept with their recent peaks, in the hash
 beside the sensor's series (`webapp.detection.peaks`), so every web replica holds alike.
@@ -31,7 +35,7 @@ beside the sensor's series (`webapp.detection.peaks`), so every web replica hold
 from __future__ import annotations
 
 HOLD = 0.5  # share of the way from the median calibration score up to the threshold
-NEVER_HOLDS = frozenset({"physical", "isolation_forest"})
+HOLDS = frozenset({"autoencoder", "lstm"})  # the detectors whose votes may be held
 
 
 def hold_level(name: str, threshold: float, median: float | None, share: float = HOLD) -> float | None:
@@ -41,9 +45,11 @@ def hold_level(name: str, threshold: float, median: float | None, share: float =
     2.0
     >>> hold_level("isolation_forest", threshold=0.6, median=0.4) is None
     True
+    >>> hold_level("context", threshold=6.0, median=1.0) is None
+    True
     >>> hold_level("lstm", threshold=3.0, median=None) is None  # a manifest without the median
     True
     """
-    if name in NEVER_HOLDS or median is None or share <= 0 or not median < threshold:
+    if name not in HOLDS or median is None or share <= 0 or not median < threshold:
         return None
     return median + share * (threshold - median)
