@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-# The code the trained models depend on, wherever it lives (`training_logic` ignores the module).
+# The code the trained models depend on, wherever it lives (`training_logic` ignores the module);
+# the context detector is calibrated by training, so its manifest entry depends on context.py.
 TRAINING_CODE = ("offline/training.py", "offline/export.py", "webapp/detection/networks.py",
-                 "webapp/detection/neural.py", "webapp/detection/iforest.py", "webapp/detection/features.py")
+                 "webapp/detection/neural.py", "webapp/detection/iforest.py", "webapp/detection/features.py",
+                 "webapp/detection/context.py")
 
 
 def trained_models(base: np.ndarray, plan, name: str, scratch: Path, cache: Path | None) -> Path:
