@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from offline.training import TrainingPlan
-from offline.training import _entry as manifest_entry
+from offline.training import manifest_entry
 from webapp.detection.manifest import MANIFEST
 from webapp.detection.seasonal import DAY_S
 from webapp.detection.seasonal import MAX_READINGS

@@ -206,7 +206,8 @@ def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPl
     (models_dir / artefact).parent.mkdir(parents=True, exist_ok=True)
     forest.save(models_dir / artefact)
     served = IsolationForestDetector.load(models_dir / artefact, str(version))
-    entries["isolation_forest"] = _entry(forest, served.score(held_windows), plan, version, artefact=str(artefact))
+    entries["isolation_forest"] = manifest_entry(forest, served.score(held_windows), plan, version,
+                                                 artefact=str(artefact))
 
     backend = InProcessBackend(models_dir)
     for name, cls in NETWORKS.items():
@@ -218,11 +219,11 @@ def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPl
         if cli_check:
             check_signature(path, plan.window_size)
         served = cls(plan.window_size, backend=backend, model_version=version)
-        entries[name] = _entry(detector, served.score(held_windows), plan, version)
+        entries[name] = manifest_entry(detector, served.score(held_windows), plan, version)
 
     step("context")
     context = ContextDetector().fit(fit_windows)
-    entries["context"] = _entry(context, context.score_series(series)[held], plan, version,
+    entries["context"] = manifest_entry(context, context.score_series(series)[held], plan, version,
                                 params=context.params(), window_size=context.readings)
 
     write_models_config(models_dir, keep=keep)
@@ -234,8 +235,12 @@ def train_detectors(values: np.ndarray, models_dir: str | Path, plan: TrainingPl
     return entries
 
 
-def _entry(detector, held_scores: np.ndarray, plan: TrainingPlan, version: int, artefact: str | None = None,
-           params: dict | None = None, window_size: int | None = None) -> dict:
+def manifest_entry(detector, held_scores: np.ndarray, plan: TrainingPlan, version: int, artefact: str | None = None,
+                   params: dict | None = None, window_size: int | None = None) -> dict:
+    """A detector's manifest entry: its threshold calibrated on `held_scores` (out-of-sample
+    scores), the calibration's figures (the median score sets the hold level of its votes,
+    `webapp.detection.hold`), its profile, and its artefact or parameters. Used by training and
+    by `offline.rules` for the detectors calibrated after it."""
     held_scores = held_scores[np.isfinite(held_scores)]  # the context detector abstains while young
     threshold = calibrate(held_scores, plan.false_alarm_rate, plan.margin)
     entry = {
