@@ -1,9 +1,11 @@
 """The web tier under gunicorn, judging with every detector, as ``scripts/bench_detection.py`` loads it.
 
-`served_web` starts gunicorn on a free loopback port in the environment `harness.detectar_profile.backends`
-yields, waits until ``/detectar`` answers with no detector degraded (the stand-in's and the web tier's
-log tails on stderr if it never does), warms it up and stops it on exit. `worker_rss` reads each
-worker's RSS and whether TensorFlow is mapped into it.
+`served_web` starts gunicorn with the web tier's own settings (``webapp/gunicorn_conf.py``, as the
+image and the local stack run it: gthread workers, 4 threads each) on a free loopback port in
+the environment `harness.detectar_profile.backends` yields, waits until ``/detectar`` answers
+with no detector degraded (the stand-in's and the web tier's log tails on stderr if it never
+does), warms it up and stops it on exit. `worker_rss` reads each worker's RSS and whether
+TensorFlow is mapped into it.
 """
 from __future__ import annotations
 
@@ -52,11 +54,14 @@ def worker_rss(master_pid: int) -> list[tuple[int, float, bool]]:
 
 @contextlib.contextmanager
 def served_web(web_env: dict[str, str], tmp: Path, workers: int) -> Iterator[tuple[int, int]]:
-    """Gunicorn with `workers` workers, judging fully and warmed up; yields (port, master pid)."""
+    """Gunicorn with `workers` workers, configured as deployed, judging fully and warmed up;
+    yields (port, master pid). (Before 2026-12-01 it ran gunicorn's default sync workers, which
+    the web tier's settings refuse: one request at a time per worker, so the bench measured a
+    tail the deployed tier does not have.)"""
     web_port, = free_ports(1)
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{web_port}", "--workers", str(workers),
-         "webapp:create_app()"], cwd=ROOT, env=web_env,
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webapp" / "gunicorn_conf.py"),
+         "--bind", f"127.0.0.1:{web_port}", "--workers", str(workers), "webapp:create_app()"], cwd=ROOT, env=web_env,
         stdout=open(tmp / "web.log", "w"), stderr=subprocess.STDOUT)
     try:
         try:
