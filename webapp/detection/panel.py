@@ -61,14 +61,11 @@ class ConcurrentPanel(Panel):
 
     def judge(self, window: Window, level: float | None = None, peaks: RecentPeaks | None = None) -> Decision:
         pool = self._executor()
-        moved = self.follower.move(window, level) if self.follower else window
-        seen = [window if v.absolute else moved for v in self.voters]
-        bars = [self._bar(peaks, v.name, window) for v in self.voters]
-        held = [self._held(peaks, v.name) for v in self.voters]
-        pending = {i: pool.submit(v.ballot, seen[i], bars[i], held[i])
-                   for i, v in enumerate(self.voters) if v.name in self.remote}
-        ballots = [pending[i].result() if i in pending else v.ballot(seen[i], bars[i], held[i])
-                   for i, v in enumerate(self.voters)]
+        questions = self._questions(window, level, peaks)
+        pending = {i: pool.submit(voter.ballot, *question)
+                   for i, (voter, question) in enumerate(questions) if voter.name in self.remote}
+        ballots = [pending[i].result() if i in pending else voter.ballot(*question)
+                   for i, (voter, question) in enumerate(questions)]
         return self._decide(ballots, level, window)
 
 SERVED = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}

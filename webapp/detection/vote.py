@@ -189,17 +189,19 @@ class Panel:
     def judge(self, window: Window, level: float | None = None, peaks: RecentPeaks | None = None) -> Decision:
         """Judge `window`; the learned detectors see it moved to the sensor's reference `level`,
         and with `peaks` every detector but the physical rule must beat its recent peak."""
+        return self._decide([voter.ballot(*question) for voter, question in self._questions(window, level, peaks)],
+                            level, window)
+
+    def _questions(self, window: Window, level: float | None, peaks: RecentPeaks | None) -> list[tuple]:
+        """Each voter with what its ballot is asked about: the window (moved to `level` unless the
+        detector judges raw values), the recent peak to beat (None: none, or not yet) and
+        whether it voted on the previous reading (its vote may be held)."""
         moved = self.follower.move(window, level) if self.follower else window
-        return self._decide([voter.ballot(window if voter.absolute else moved, self._bar(peaks, voter.name, window),
-                                          self._held(peaks, voter.name))
-                             for voter in self.voters], level, window)
-
-    def _bar(self, peaks: RecentPeaks | None, name: str, window: Window) -> float | None:
-        return peaks.bar(name, window.timestamps[-1]) if peaks is not None and name in self.adaptive else None
-
-    @staticmethod
-    def _held(peaks: RecentPeaks | None, name: str) -> bool:
-        return peaks is not None and name in peaks.voted
+        now = window.timestamps[-1]
+        return [(voter, (window if voter.absolute else moved,
+                         peaks.bar(voter.name, now) if peaks is not None and voter.name in self.adaptive else None,
+                         peaks is not None and voter.name in peaks.voted))
+                for voter in self.voters]
 
     def follow(self, level: float | None, window: Window, decision: Decision) -> float | None:
         """The sensor's reference level after `decision` (None: nothing to follow)."""
