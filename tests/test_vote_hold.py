@@ -46,9 +46,10 @@ def run(panel: Panel, readings: int) -> list:
 
 def staggered_panel(hold: bool) -> Panel:
     """Three detectors that see one fault a reading apart: the autoencoder crosses its threshold
-    on reading 1 and dips just below it on reading 2, when the LSTM and the seasonal detector
-    cross theirs (thresholds 1.0, medians 0.2: hold level 0.6)."""
-    scripts = {"autoencoder": [0.2, 1.5, 0.9, 0.3], "lstm": [0.2, 0.4, 1.4, 0.3], "seasonal": [0.2, 0.3, 1.3, 0.2]}
+    on reading 1 and dips just below it on reading 2, when the seasonal detector crosses its
+    own; the LSTM votes on both (thresholds 1.0, medians 0.2: hold level 0.6). Reading 1's two
+    votes confirm a quorum on reading 2 (`webapp.detection.confirm`)."""
+    scripts = {"autoencoder": [0.2, 1.5, 0.9, 0.3], "lstm": [0.2, 1.2, 1.4, 0.3], "seasonal": [0.2, 0.3, 1.3, 0.2]}
     return Panel([Voter(Scripted(name, script), 1.0, hold_level(name, 1.0, 0.2) if hold else None)
                   for name, script in scripts.items()], required=3)
 
@@ -82,13 +83,16 @@ def test_only_the_window_models_hold():
 
 
 def test_held_votes_alone_make_a_warning_not_a_critical_verdict():
-    """Both window models vote on reading 1 (2 of 2 needed), then dip into their deadbands: a
-    quorum of held votes, but nobody above a threshold now."""
-    panel = Panel([Voter(Scripted(n, [0.2, 1.5, 0.8, 0.8]), 1.0, hold_level(n, 1.0, 0.2))
-                   for n in ("autoencoder", "lstm")], required=2)
-    decisions = run(panel, 4)
-    assert [d.verdict for d in decisions] == ["normal", "critical", "warning", "warning"]
-    assert decisions[2].votes == 2 and decisions[2].agreed  # still part of the fault: teaches nothing
+    """Both window models vote on reading 2 (2 of 2 needed; the autoencoder's vote on reading 1
+    confirms the quorum), then dip into their deadbands: a quorum of held votes, but nobody
+    above a threshold now."""
+    scripts = {"autoencoder": [0.2, 1.5, 1.5, 0.8, 0.8], "lstm": [0.2, 0.3, 1.5, 0.8, 0.8]}
+    panel = Panel([Voter(Scripted(n, script), 1.0, hold_level(n, 1.0, 0.2)) for n, script in scripts.items()],
+                  required=2)
+    decisions = run(panel, 5)
+    assert [d.verdict for d in decisions] == ["normal", "warning", "critical", "warning", "warning"]
+    assert decisions[3].votes == 2 and decisions[3].agreed  # still part of the fault: teaches nothing
+    assert not decisions[3].unconfirmed
 
 
 def test_no_vote_is_held_past_the_end_of_an_excursion():
@@ -162,5 +166,6 @@ def test_a_held_vote_carries_between_requests_through_redis(redis_client, settin
         _, decision = judge_newest(store, panel, "held", 1_700_000_000_000 + i * 1000, 1)
         verdicts.append(decision.verdict)
         if i == 1:
-            assert redis_client.hget(store.keys.series("held", "peaks"), "voted") in (b"autoencoder", "autoencoder")
+            assert redis_client.hget(store.keys.series("held", "peaks"), "voted") in (b"autoencoder,lstm",
+                                                                                      "autoencoder,lstm")
     assert verdicts == ["normal", "warning", "critical", "normal"]

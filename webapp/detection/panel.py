@@ -66,7 +66,7 @@ class ConcurrentPanel(Panel):
                    for i, (voter, question) in enumerate(questions) if voter.name in self.remote}
         ballots = [pending[i].result() if i in pending else voter.ballot(*question)
                    for i, (voter, question) in enumerate(questions)]
-        return self._decide(ballots, level, window)
+        return self._decide(ballots, level, window, peaks)
 
 SERVED = {"autoencoder": AutoencoderDetector, "lstm": LSTMDetector}
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from webapp.detection.base import Detector
 from webapp.detection.base import DetectorUnavailable
 from webapp.detection.base import Window
+from webapp.detection.confirm import confirmed
 from webapp.detection.drift import DriftFollower
 from webapp.detection.excursion import SETTLE
 from webapp.detection.excursion import ended
@@ -123,6 +124,7 @@ class Decision:
     degraded: tuple[str, ...] = field(default=())
     reference: float | None = None  # the sensor's reference level the learned detectors judged against
     excursion_ended: bool = False  # a quorum agreed, on a window whose excursion is over (`webapp.detection.excursion`)
+    unconfirmed: bool = False  # a quorum agreed, after a reading with too few votes (`webapp.detection.confirm`)
 
     @property
     def anomaly(self) -> bool:
@@ -130,8 +132,9 @@ class Decision:
 
     @property
     def agreed(self) -> bool:
-        """Whether a quorum voted (critical, or a warning only because the excursion ended): such
-        a reading is part of a fault, so it teaches the reference level and the peaks nothing."""
+        """Whether a quorum voted (critical, or a warning only because the excursion ended or the
+        quorum is not yet confirmed): such a reading is part of a fault, so it teaches the
+        reference level and the peaks nothing."""
         return self.votes >= self.required
 
     @property
@@ -148,6 +151,7 @@ class Decision:
             "model_versions": {b.detector: b.version for b in self.ballots if b.version},
             "reference_level": self.reference,
             "excursion_ended": self.excursion_ended,
+            "unconfirmed": self.unconfirmed,
         }
 
 
@@ -175,7 +179,9 @@ class Panel:
     """The detectors that judge every window, the quorum they need, how the sensor's reference
     level follows slow drift (`follower`; None when no learned detector is live), and how many
     recent readings a detector's peak spans (`span`, `webapp.detection.peaks`). With a context
-    detector on the panel, a critical verdict ends with its excursion (`webapp.detection.excursion`)."""
+    detector on the panel, a critical verdict ends with its excursion (`webapp.detection.excursion`);
+    with the recent peaks, a quorum is critical only once the reading before it drew all but one
+    of its votes (`webapp.detection.confirm`)."""
 
     def __init__(self, voters: Sequence[Voter | Abstainer], required: int, follower: DriftFollower | None = None,
                  span: int = SPAN):
@@ -190,7 +196,7 @@ class Panel:
         """Judge `window`; the learned detectors see it moved to the sensor's reference `level`,
         and with `peaks` every detector but the physical rule must beat its recent peak."""
         return self._decide([voter.ballot(*question) for voter, question in self._questions(window, level, peaks)],
-                            level, window)
+                            level, window, peaks)
 
     def _questions(self, window: Window, level: float | None, peaks: RecentPeaks | None) -> list[tuple]:
         """Each voter with what its ballot is asked about: the window (moved to `level` unless the
@@ -217,10 +223,13 @@ class Panel:
                                                        {b.detector: b.score > b.threshold for b in scored},
                                                        decision.agreed, now, voted=frozenset(voted))
 
-    def _decide(self, ballots: list[Ballot], level: float | None, window: Window) -> Decision:
+    def _decide(self, ballots: list[Ballot], level: float | None, window: Window,
+                peaks: RecentPeaks | None = None) -> Decision:
         decision = decide(ballots, self.required)
         if decision.anomaly and self._excursion_ended(window):
             decision = replace(decision, verdict="warning", excursion_ended=True)
+        elif decision.anomaly and not confirmed(None if peaks is None else peaks.voted, self.required):
+            decision = replace(decision, verdict="warning", unconfirmed=True)
         if self.follower is None:
             return decision
         return replace(decision, reference=self.follower.center if level is None else level)

@@ -177,7 +177,7 @@ async function refreshAnomalies() {
     if (!body.events.length) { $("anomalies").replaceChildren(el("p", {}, "no anomalies recorded")); return; }
     $("anomalies").replaceChildren(table(["time", "sensor", "kind", "verdict / node", "value", "votes"], body.events.map((e) => [
       fmtTime(e.timestamp), e.sensor, e.kind,
-      e.kind === "decision" ? { text: e.excursion_ended ? `${e.verdict} (excursion ended)` : e.verdict, cls: `verdict-${e.verdict}` }
+      e.kind === "decision" ? { text: e.excursion_ended ? `${e.verdict} (excursion ended)` : e.unconfirmed ? `${e.verdict} (unconfirmed)` : e.verdict, cls: `verdict-${e.verdict}` }
         : `${e.node_id}: ${e.reason || "excluded"}`,
       fmt(e.value),
       e.quorum ? `${e.quorum.votes} of ${e.quorum.of}` : "",
