@@ -3,6 +3,7 @@ it already drew all but one of its votes; an unconfirmed quorum is a warning tha
 reference level and the peaks nothing, and a judge that remembers nothing confirms every quorum."""
 from __future__ import annotations
 
+from tests.conftest import WARM_UP_READINGS
 from webapp.detection.base import Detector
 from webapp.detection.base import Window
 from webapp.detection.confirm import confirmed
@@ -10,8 +11,6 @@ from webapp.detection.peaks import WARMUP_S
 from webapp.detection.peaks import RecentPeaks
 from webapp.detection.vote import Panel
 from webapp.detection.vote import Voter
-
-from tests.conftest import WARM_UP_READINGS
 
 
 class Scripted(Detector):
